@@ -1,0 +1,156 @@
+"""``pyro-vae``: train, evaluate, sample and reconstruct from the command line.
+
+``pyro-vae train`` has one flag per :class:`~pyro_vae.config.TrainConfig` field.
+Bad input ends with one line on stderr naming the problem, and exit code 2.
+"""
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import torch
+
+from . import plots
+from .config import TrainConfig, parse_hidden
+from .evaluate import elbo_terms
+from .train import load_run, prepare_data, train
+
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    for f in dataclasses.fields(TrainConfig):
+        kind = parse_hidden if f.name == "hidden" else type(f.default) if f.default is not None else str
+        parser.add_argument(
+            _flag(f.name),
+            dest=f.name,
+            type=kind,
+            default=argparse.SUPPRESS,  # unset flags keep the config's value
+            help=f"{f.metadata['help']} (default: {f.default})",
+        )
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    explicit = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                if hasattr(args, f.name)}
+    if args.resume:
+        values = TrainConfig.load(Path(args.resume) / "config.json").to_dict()
+        values.update(explicit, out=str(args.resume))
+    else:
+        values = explicit
+    config = TrainConfig.from_dict(values) if values else TrainConfig()
+    _, history = train(config, resume=bool(args.resume), overwrite=args.overwrite,
+                       progress=not args.quiet)
+    last = history[-1] if history else {}
+    print(f"run folder: {config.out}")
+    if last:
+        print(f"test loss {last.get('test_loss', float('nan')):.2f} nats/image after "
+              f"{last['epoch']} epochs")
+        figures = ", ".join(str(Path(config.out) / f) for f in
+                            ("samples.png", "reconstructions.png", "curves.png"))
+        print(f"figures: {figures}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    model, config = load_run(args.run_dir, args.device)
+    data = prepare_data(config)
+    uses_labels = getattr(model, "uses_labels", False)
+    device = next(model.parameters()).device
+    test = (data.x_test.to(device), data.y_test.to(device)) if uses_labels else data.x_test.to(device)
+    torch.manual_seed(args.seed)
+    result = elbo_terms(model.model, model.guide, test, batch_size=args.batch_size)
+    result["num_images"] = len(data.x_test)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>12}  {value:.4f}" if isinstance(value, float) else f"{key:>12}  {value}")
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    if args.num < 1:
+        raise ValueError(f"num: expected a positive integer, got {args.num}")
+    out = Path(args.out)
+    if out.suffix not in (".png", ".npy"):
+        raise ValueError(f"out: expected a file ending in .png or .npy, got {out.name!r}")
+    model, _ = load_run(args.run_dir, args.device)
+    torch.manual_seed(args.seed)
+    images = model.generate(args.num).cpu()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".png":
+        plots.save(plots.image_grid(images, title="samples from the prior"), out)
+    else:
+        np.save(out, images.numpy())
+    print(f"wrote {args.num} samples to {out}")
+    return 0
+
+
+def _cmd_reconstruct(args: argparse.Namespace) -> int:
+    model, config = load_run(args.run_dir, args.device)
+    data = prepare_data(config)
+    x = data.x_test[: args.num].to(next(model.parameters()).device)
+    out = Path(args.out or Path(args.run_dir) / "reconstructions.png")
+    plots.save(plots.reconstructions(x, model.reconstruct(x)), out)
+    print(f"wrote {len(x)} reconstructions to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pyro-vae", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model; writes a run folder")
+    _add_config_flags(p)
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_cmd_train)
+
+    for name, helptext, func in (
+        ("evaluate", "test loss of a run's checkpoint", _cmd_evaluate),
+        ("sample", "images decoded from prior samples", _cmd_sample),
+        ("reconstruct", "test inputs beside their reconstructions (PNG)", _cmd_reconstruct),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("run_dir", help="a run folder written by `pyro-vae train`")
+        p.add_argument("--device", default="cpu", help="auto, cpu or cuda (default: cpu)")
+        p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+        p.set_defaults(run=func)
+        if name == "evaluate":
+            p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+            p.add_argument("--batch-size", type=int, default=1000)
+        elif name == "sample":
+            p.add_argument("--num", type=int, default=64, help="number of images")
+            p.add_argument("--out", required=True, help="FILE.png (grid) or FILE.npy [N, C, H, W]")
+        else:
+            p.add_argument("--num", type=int, default=32, help="number of test images")
+            p.add_argument("--out", help="PNG file (default: RUN_DIR/reconstructions.png)")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        return args.run(args)
+    except USER_ERRORS as err:
+        print(f"pyro-vae: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pyro-vae: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

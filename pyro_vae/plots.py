@@ -1,0 +1,108 @@
+"""Figures a person would rather look at than read. Every function returns a Figure."""
+
+import io
+import math
+from typing import Dict, List, Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display needed; figures are saved to files
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from .checkpoint import atomic_write  # noqa: E402
+
+
+def _tile(images: torch.Tensor, nrow: int, pad: int = 1) -> torch.Tensor:
+    """``[N, C, H, W]`` -> one ``[H', W', C]`` mosaic with ``nrow`` images per row."""
+    images = images.detach().float().cpu().clamp(0, 1)
+    n, c, h, w = images.shape
+    rows = math.ceil(n / nrow)
+    canvas = torch.ones(c, rows * (h + pad) + pad, nrow * (w + pad) + pad)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        canvas[:, top: top + h, left: left + w] = images[i]
+    return canvas.permute(1, 2, 0)
+
+
+def _show(ax, images: torch.Tensor, nrow: int) -> None:
+    mosaic = _tile(images, nrow)
+    if mosaic.shape[-1] == 1:
+        ax.imshow(mosaic[..., 0], cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        ax.imshow(mosaic, interpolation="nearest")
+    ax.set_axis_off()
+
+
+def image_grid(images: torch.Tensor, nrow: Optional[int] = None, title: str = "") -> plt.Figure:
+    """A mosaic of ``images: [N, C, H, W]`` in [0, 1]."""
+    nrow = nrow or math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / nrow)
+    fig, ax = plt.subplots(figsize=(0.6 * nrow + 0.4, 0.6 * rows + 0.7))
+    _show(ax, images, nrow)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def labelled_rows(images: torch.Tensor, labels: Sequence[str], title: str = "") -> plt.Figure:
+    """One row per label: ``images: [R, K, C, H, W]``, ``labels`` of length ``R``."""
+    rows, per_row = images.shape[:2]
+    fig, axes = plt.subplots(rows, 1, figsize=(0.6 * per_row + 1.0, 0.62 * rows + 0.6))
+    for ax, row, label in zip(list(getattr(axes, "flat", [axes])), images, labels):
+        _show(ax, row, per_row)
+        ax.set_axis_on()
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        ax.set_ylabel(str(label), rotation=0, ha="right", va="center")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def reconstructions(x: torch.Tensor, x_hat: torch.Tensor, nrow: int = 8) -> plt.Figure:
+    """Inputs beside their reconstructions: alternating rows of ``x`` and ``x_hat``."""
+    n = (len(x) // nrow) * nrow or len(x)
+    x, x_hat = x[:n], x_hat[:n]
+    rows = []
+    for start in range(0, n, nrow):
+        rows += [x[start: start + nrow], x_hat[start: start + nrow]]
+    stacked = torch.stack(rows)  # [2 * rows, nrow, C, H, W]
+    labels = ["input" if i % 2 == 0 else "recon." for i in range(len(stacked))]
+    return labelled_rows(stacked, labels, title="inputs and reconstructions")
+
+
+def training_curves(history: List[Dict[str, float]]) -> plt.Figure:
+    """Loss, reconstruction term and KL term per epoch (nats per image)."""
+    epochs = [row["epoch"] for row in history]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    ax = axes[0]
+    ax.plot(epochs, [row["train_loss"] for row in history], "o-", label="train objective")
+    if "test_loss" in history[0]:
+        ax.plot(epochs, [row["test_loss"] for row in history], "s-", label="test -ELBO")
+    ax.set_title("loss")
+    ax.legend()
+    for ax, key, title in ((axes[1], "recon", "reconstruction  E[-log p(x|z)]"),
+                           (axes[2], "kl", "KL(q(z|x) || p(z))")):
+        if key in history[0]:
+            ax.plot(epochs, [row[key] for row in history], "o-", color="C2" if key == "recon" else "C3")
+        ax.set_title(title)
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("nats per image")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def save(fig: plt.Figure, path, dpi: int = 120) -> None:
+    """Write ``fig`` to ``path`` atomically (format from the suffix) and close it."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi, format=str(path).rsplit(".", 1)[-1])
+    plt.close(fig)
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))
