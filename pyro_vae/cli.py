@@ -27,13 +27,23 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _checked(convert):
+    """An argparse ``type`` whose ValueError message reaches the user unchanged."""
+    def parse(text):
+        try:
+            return convert(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    return parse
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
         kind = parse_hidden if f.name == "hidden" else type(f.default) if f.default is not None else str
         parser.add_argument(
             _flag(f.name),
             dest=f.name,
-            type=kind,
+            type=_checked(kind),
             default=argparse.SUPPRESS,  # unset flags keep the config's value
             help=f"{f.metadata['help']} (default: {f.default})",
         )

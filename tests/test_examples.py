@@ -1,0 +1,27 @@
+"""Every script in examples/ runs with tiny flags, and none is left without a test."""
+
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+TESTS = Path(__file__).resolve().parent
+
+
+def run_example(name, argv, monkeypatch):
+    monkeypatch.setattr(sys, "argv", [name, *argv])
+    return runpy.run_path(str(EXAMPLES / name), run_name="__main__")
+
+
+def test_train_vae(tmp_path, monkeypatch):
+    run_example("train_vae.py", ["--epochs", "1", "--num-train", "512", "--hidden", "32",
+                                 "--z-dim", "4", "--out", str(tmp_path)], monkeypatch)
+    assert (tmp_path / "curves.png").is_file() and (tmp_path / "checkpoint.pt").is_file()
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("*.py")))
+def test_every_example_is_run_by_a_test(script):
+    mentioned = any(f'"{script}"' in t.read_text() for t in TESTS.glob("test_*.py"))
+    assert mentioned, f"examples/{script} is run by no test: add one with tiny flags"
