@@ -73,24 +73,57 @@ def make_optim(lr: float = 1e-3, clip_norm: Optional[float] = None) -> pyro.opti
     return pyro.optim.Adam({"lr": lr}, clip_args=clip)
 
 
-class SafeSVI(SVI):
-    """Pyro's ``SVI`` whose ``step`` leaves the parameters as they were when the loss
-    is NaN or inf.
+class NonFiniteStep(FloatingPointError):
+    """A step of :class:`SafeSVI` met a NaN or inf; the parameters were not updated."""
 
-    Pyro's own step applies the optimiser unconditionally, so one bad batch writes
-    NaN into every parameter it touches; here that update is skipped (gradients are
-    still zeroed) and the caller, seeing the non-finite loss, decides what to do.
-    Otherwise the step is Pyro's, operation for operation.
+
+# The first line of torch's message when a distribution's argument fails its
+# constraint, which is how NaN or inf network outputs surface with validation on.
+_INVALID_ARGUMENT = "but found invalid values"
+
+
+class SafeSVI(SVI):
+    """Pyro's ``SVI`` whose ``step`` never writes NaN or inf into the parameters.
+
+    Pyro's own step applies the optimiser unconditionally, so one bad batch puts NaN
+    into every parameter it touches. Here a step whose loss or any gradient is NaN
+    or inf, or whose model or guide hands a distribution NaN or inf arguments (a
+    ``ValueError`` under Pyro's validation), leaves the parameters as they were,
+    zeroes the gradients and raises :class:`NonFiniteStep` saying which. Otherwise
+    the step is Pyro's, operation for operation.
     """
 
     def step(self, *args, **kwargs) -> float:
         with poutine.trace(param_only=True) as param_capture:
-            loss = torch_item(self.loss_and_grads(self.model, self.guide, *args, **kwargs))
+            try:
+                loss = torch_item(self.loss_and_grads(self.model, self.guide, *args, **kwargs))
+            except ValueError as err:
+                if _INVALID_ARGUMENT not in str(err):
+                    raise
+                loss = f"NaN or inf in a distribution's arguments ({str(err).split(_INVALID_ARGUMENT)[0].rstrip(', ')})"
         params = {site["value"].unconstrained() for site in param_capture.trace.nodes.values()}
-        if math.isfinite(loss):
+        problem = self._problem(loss, params)
+        if problem is None:
             self.optim(params)
         zero_grads(params)
+        if problem is not None:
+            raise NonFiniteStep(problem)
         return loss
+
+    @staticmethod
+    def _problem(loss, params) -> Optional[str]:
+        if isinstance(loss, str):
+            return loss
+        if not math.isfinite(loss):
+            return f"loss is {loss}"
+        grads = [p.grad for p in params if p.grad is not None]
+        # One reduction, one device sync: NaN or inf anywhere makes the sum non-finite.
+        if grads and not torch.isfinite(torch.stack([g.sum() for g in grads])).all():
+            store = pyro.get_param_store()
+            bad = [store.param_name(p) for p in params
+                   if p.grad is not None and not torch.isfinite(p.grad).all()]
+            return f"gradient of {', '.join(sorted(bad)) or 'the parameters'} is not finite (loss {loss:.6g})"
+        return None
 
 
 def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
@@ -144,6 +177,16 @@ class Progress:
     loss: float = 0.0  # summed loss of this epoch's finite steps so far
     seen: int = 0  # examples in those steps
     bad_steps: int = 0  # steps skipped for a non-finite loss, whole run
+
+    def count(self, loss: float, size: int) -> None:
+        """One more step, of ``size`` examples and finite ``loss``."""
+        self.step, self.global_step = self.step + 1, self.global_step + 1
+        self.loss, self.seen = self.loss + loss, self.seen + size
+
+    def count_bad(self) -> None:
+        """One more step, skipped for a NaN or inf."""
+        self.step, self.global_step = self.step + 1, self.global_step + 1
+        self.bad_steps += 1
 
     def describe(self) -> str:
         if self.step == 0 and self.epoch > 0:
@@ -315,10 +358,10 @@ def fit(
     A first SIGINT or SIGTERM lets the current step finish, writes a checkpoint and
     raises :class:`pyro_vae.interrupt.Interrupted`.
 
-    A step whose loss is NaN or inf leaves the parameters untouched
-    (:class:`SafeSVI`); after more than ``max_bad_steps`` such steps in the run,
-    ``FloatingPointError`` names the epoch and step, and the last checkpoint on disk
-    is the last good one.
+    A step that meets a NaN or inf (loss, gradient, or a distribution's arguments)
+    leaves the parameters untouched (:class:`SafeSVI`); after more than
+    ``max_bad_steps`` such steps in the run, ``FloatingPointError`` names the problem,
+    the epoch and the step, and the last checkpoint on disk is the last good one.
 
     :param data: a tensor or tuple of tensors with a shared first dimension ``N``;
         moved to ``device`` once and batched by index. Checked before the first step:
@@ -405,7 +448,7 @@ def fit(
 
     with deferred_signals() as pending:
         for epoch in range(at.epoch + 1, epochs + 1):
-            if at.order is None:
+            if at.order is None:  # a fresh epoch, not one resumed part-way through
                 at.order = torch.randperm(n, generator=generator)
             batches = at.order.split(batch_size)
             t0, seen0 = time.perf_counter(), at.seen
@@ -414,19 +457,14 @@ def fit(
             with tqdm(total=len(batches), initial=at.step, desc=f"epoch {epoch}/{epochs}",
                       leave=False, disable=not progress) as bar:
                 while at.step < len(batches):
-                    idx = batches[at.step].to(data[0].device)
-                    batch = [t[idx] for t in data]
-                    if transform is not None:
-                        batch[0] = transform(batch[0], generator)
-                    batch_loss = svi.step(*batch)
-                    at.step, at.global_step = at.step + 1, at.global_step + 1
-                    if math.isfinite(batch_loss):
-                        at.loss, at.seen = at.loss + batch_loss, at.seen + len(idx)
-                    else:
-                        at.bad_steps += 1
-                        _bad_step(at, batch_loss, len(batches), max_bad_steps, store)
+                    batch = _batch(data, batches[at.step], transform, generator)
+                    try:
+                        at.count(svi.step(*batch), len(batch[0]))
+                    except NonFiniteStep as err:
+                        at.count_bad()
+                        _bad_step(at, str(err), len(batches), max_bad_steps, store)
                     bar.update()
-                    bar.set_postfix(loss=f"{batch_loss / len(idx):.2f}", refresh=False)
+                    bar.set_postfix(loss=f"{at.loss / max(at.seen, 1):.2f}", refresh=False)
                     if checkpoint_steps and at.global_step % checkpoint_steps == 0:
                         save(at)
                     stop_if_asked(at)
@@ -463,18 +501,32 @@ def fit(
     return history
 
 
+def _batch(
+    data: Sequence[torch.Tensor],
+    idx: torch.Tensor,
+    transform: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]],
+    generator: torch.Generator,
+) -> List[torch.Tensor]:
+    """Rows ``idx`` of every tensor of ``data``, the first one passed through ``transform``."""
+    idx = idx.to(data[0].device)
+    batch = [t[idx] for t in data]
+    if transform is not None:
+        batch[0] = transform(batch[0], generator)
+    return batch
+
+
 def _bad_step(
-    at: Progress, loss: float, num_steps: int, max_bad_steps: int, store: Optional[Checkpoints]
+    at: Progress, problem: str, num_steps: int, max_bad_steps: int, store: Optional[Checkpoints]
 ) -> None:
     """Warn of a skipped step, or stop once more than ``max_bad_steps`` were skipped."""
     where = f"epoch {at.epoch + 1}, step {at.step} of {num_steps}"
     if at.bad_steps <= max_bad_steps:
-        logger.warning("loss is %s at %s: step skipped (%d of at most %d)",
-                       loss, where, at.bad_steps, max_bad_steps)
+        logger.warning("%s at %s: step skipped (%d of at most %d)",
+                       problem, where, at.bad_steps, max_bad_steps)
         return
     kept = (f"the last checkpoint, {store.latest}, is intact" if store and store.latest.is_file()
             else "no checkpoint was written")
     raise FloatingPointError(
-        f"loss is {loss} at {where}, the parameters were left as they were; {kept} "
+        f"{problem} at {where}, the parameters were left as they were; {kept} "
         "(try a smaller lr, clip_norm, or max_bad_steps to skip such steps)"
     )
