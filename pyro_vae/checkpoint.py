@@ -137,13 +137,28 @@ def load_checkpoint(path: PathLike, map_location: Any = "cpu") -> Dict[str, Any]
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(
-            f"checkpoint: {path} is corrupt, truncated or unsafe; refusing to load it ({reason})"
+            f"checkpoint: {path} is corrupt, truncated or unsafe; refusing to load it "
+            f"({_why_not_loaded(err)})"
         ) from None
     if not isinstance(state, dict) or "params" not in state:
         raise ValueError(f"checkpoint: {path} is not a pyro_vae checkpoint")
     return state
+
+
+def _why_not_loaded(err: Exception) -> str:
+    """The gist of ``torch.load``'s error, in a few words (its own runs to a page)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()  # no terminal colour codes
+    culprit = re.search(r"GLOBAL ([\w.]+)", text)
+    if culprit:
+        return (f"it refers to the Python object {culprit[1]}; a checkpoint holds only "
+                "tensors and plain data")
+    if text.startswith("Weights only load failed"):
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        return f"not a checkpoint: {lines[-2] if len(lines) > 2 else lines[-1]}"
+    if isinstance(err, EOFError) or not text:
+        return "the file ends early"
+    return text.split(". ")[0]
 
 
 class Checkpoints:

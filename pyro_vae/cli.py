@@ -46,6 +46,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     explicit = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
                 if hasattr(args, f.name)}
     if args.resume:
+        if not (Path(args.resume) / "config.json").is_file():
+            raise FileNotFoundError(f"resume: {args.resume} holds no run to continue "
+                                    "(no config.json); start one with --out")
         values = TrainConfig.load(Path(args.resume) / "config.json").to_dict()
         values.update(explicit, out=str(args.resume))
     else:

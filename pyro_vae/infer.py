@@ -100,7 +100,8 @@ class SafeSVI(SVI):
             except ValueError as err:
                 if _INVALID_ARGUMENT not in str(err):
                     raise
-                loss = f"NaN or inf in a distribution's arguments ({str(err).split(_INVALID_ARGUMENT)[0].rstrip(', ')})"
+                what = str(err).split(_INVALID_ARGUMENT)[0].rstrip(", ")
+                loss = f"NaN or inf in a distribution's arguments ({what})"
         params = {site["value"].unconstrained() for site in param_capture.trace.nodes.values()}
         problem = self._problem(loss, params)
         if problem is None:
@@ -122,7 +123,8 @@ class SafeSVI(SVI):
             store = pyro.get_param_store()
             bad = [store.param_name(p) for p in params
                    if p.grad is not None and not torch.isfinite(p.grad).all()]
-            return f"gradient of {', '.join(sorted(bad)) or 'the parameters'} is not finite (loss {loss:.6g})"
+            names = ", ".join(sorted(bad)) or "the parameters"
+            return f"gradient of {names} is not finite (loss {loss:.6g})"
         return None
 
 
@@ -284,8 +286,8 @@ def _resume(
     generator: torch.Generator,
     batch_size: int,
 ) -> Tuple[Progress, List[Dict[str, Any]], Dict[str, Any]]:
-    """Progress, history and optimiser state from ``store``'s newest checkpoint; its parameters, optimiser
-    state and random states are restored in place."""
+    """Progress, history and optimiser state of ``store``'s newest checkpoint; its
+    parameters and random states are restored in place."""
     state = store.load()
     needed = ("params", "optim", "rng", "history", "batch_size", *PROGRESS_FIELDS)
     missing = [k for k in needed if k not in state]
@@ -480,7 +482,7 @@ def fit(
             if max_bad_steps:
                 metrics["bad_steps"] = at.bad_steps
             if test_data is not None:
-                metrics.update(elbo_terms(model, guide, test_data, batch_size=max(batch_size, 1000)))
+                metrics.update(elbo_terms(model, guide, test_data, max(batch_size, 1000)))
             if evaluate is not None:
                 metrics.update(evaluate())
             history.append(metrics)

@@ -107,7 +107,8 @@ def test_bad_steps_are_skipped_up_to_the_bound(tmp_path, caplog):
     assert [row["bad_steps"] for row in history] == [1, 2]
     assert ("NaN or inf in a distribution's arguments (Expected parameter loc (Tensor of shape "
             "(16, 2)) of distribution Normal") in caplog.text
-    assert "to satisfy the constraint Real()) at epoch 2, step 3 of 4: step skipped (2 of at most 2)" in caplog.text
+    assert ("to satisfy the constraint Real()) at epoch 2, step 3 of 4: step skipped "
+            "(2 of at most 2)") in caplog.text
     assert all(torch.isfinite(v).all() for v in _store().values())
     pyro.clear_param_store()
     vae = _vae()

@@ -1,4 +1,5 @@
-"""Exact resume: a run stopped anywhere and continued ends bit-identical to one that never stopped."""
+"""Exact resume: a run stopped anywhere and continued ends bit-identical to a run
+that never stopped."""
 
 import itertools
 import json

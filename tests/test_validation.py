@@ -52,7 +52,8 @@ FIT_CASES = {
     "empty": (dict(data=X[:0]), ValueError,
               "data: expected at least one example, got an empty data set"),
     "labels of other length": (dict(data=(X, torch.zeros(63, dtype=torch.long))), ValueError,
-                               "data: tensors differ in their first dimension: [64, 63]"),
+                               "data: expected tensors with one first dimension (one row "
+                               "per example), got first dimensions [64, 63]"),
     "batch size 0": (dict(batch_size=0), ValueError, "batch_size: expected an integer >= 1, got 0"),
     "batch size text": (dict(batch_size="8"), TypeError,
                         "batch_size: expected an integer >= 1, got '8' (str)"),
@@ -60,7 +61,8 @@ FIT_CASES = {
                          "batch_size: expected an integer >= 1, got 8.0 (float)"),
     "epochs": (dict(epochs=-1), ValueError, "epochs: expected an integer >= 0, got -1"),
     "lr 0": (dict(lr=0.0), ValueError, "lr: expected a positive finite number, got 0.0"),
-    "lr negative": (dict(lr=-1e-3), ValueError, "lr: expected a positive finite number, got -0.001"),
+    "lr negative": (dict(lr=-1e-3), ValueError,
+                    "lr: expected a positive finite number, got -0.001"),
     "lr nan": (dict(lr=float("nan")), ValueError, "lr: expected a positive finite number, got nan"),
     "clip_norm": (dict(clip_norm=-1.0), ValueError,
                   "clip_norm: expected a positive finite number, got -1.0"),
@@ -90,7 +92,7 @@ def test_fit_refuses(case):
 def test_fit_refuses_an_unwritable_run_dir(tmp_path):
     (tmp_path / "file").write_text("")
     vae = _vae()
-    with pytest.raises(ValueError, match=r"^run_dir: cannot write to .*/file/run \(Not a directory\)$"):
+    with pytest.raises(ValueError, match=r"^run_dir: cannot write to .*/file/run \(Not a dir"):
         fit(vae.model, vae.guide, X, run_dir=tmp_path / "file" / "run")
     assert _no_step_taken()
 
@@ -153,13 +155,16 @@ def test_damaged_data_file(idx_folder):
 def test_check_labels():
     y = torch.arange(20) % 10
     check_labels(y, 10, 20)
-    with pytest.raises(ValueError, match=r"^labels: expected classes in \[0, 9\], got values in \[-1, 9\]$"):
+    with pytest.raises(ValueError, match=r"^labels: expected classes in \[0, 9\], got values "
+                                         r"in \[-1, 9\]$"):
         check_labels(torch.cat([y, torch.tensor([-1])]), 10)
-    with pytest.raises(ValueError, match=r"^labels: expected classes in \[0, 9\], got values in \[0, 10\]$"):
+    with pytest.raises(ValueError, match=r"^labels: expected classes in \[0, 9\], got values "
+                                         r"in \[0, 10\]$"):
         check_labels(torch.cat([y, torch.tensor([10])]), 10)
     with pytest.raises(ValueError, match=r"^labels: expected 21 labels, one per example, got 20$"):
         check_labels(y, 10, 21)
-    with pytest.raises(ValueError, match=r"^labels: expected one dimension \[N\], got shape \[20, 1\]$"):
+    with pytest.raises(ValueError, match=r"^labels: expected one dimension \[N\], got shape "
+                                         r"\[20, 1\]$"):
         check_labels(y[:, None], 10)
     with pytest.raises(TypeError, match=r"^labels: expected an integer tensor, got torch.float32$"):
         check_labels(y.float(), 10)
@@ -181,7 +186,8 @@ def test_select_labels_is_balanced_seeded_and_checked():
     with pytest.raises(ValueError, match=r"^num_labels: 100 labels spread over 10 classes need "
                                          r"10 examples of class 3, but there are 5$"):
         select_labels(short, 100)
-    with pytest.raises(ValueError, match=r"^y: expected classes in \[0, 9\], got values in \[0, 11\]"):
+    with pytest.raises(ValueError, match=r"^y: expected classes in \[0, 9\], got values in "
+                                         r"\[0, 11\]"):
         select_labels(torch.tensor([0, 11]), 1)
 
 
@@ -193,8 +199,9 @@ def _cli(argv, capsys):
 
 
 def _train_argv(data, out, *extra):
-    return ["train", "--dataset", "mnist-10k", "--data-dir", data, "--z-dim", "2", "--hidden", "8",
-            "--epochs", "1", "--batch-size", "16", "--device", "cpu", "--quiet", "--out", out, *extra]
+    return ["train", "--dataset", "mnist-10k", "--data-dir", data, "--z-dim", "2",
+            "--hidden", "8", "--epochs", "1", "--batch-size", "16", "--device", "cpu",
+            "--quiet", "--out", out, *extra]
 
 
 def _float_images(n, size=8, bad=None):
@@ -250,7 +257,8 @@ CLI_CASES = {
                        "example, got 63"),
     "not writable": ({}, ["--out", "{tmp}/a-file/run"],
                      "out: cannot write to {tmp}/a-file/run (Not a directory)"),
-    "out is a file": ({}, ["--out", "{tmp}/a-file"], "out: expected a folder, got the file {tmp}/a-file"),
+    "out is a file": ({}, ["--out", "{tmp}/a-file"],
+                      "out: expected a folder, got the file {tmp}/a-file"),
 }
 
 
@@ -286,7 +294,8 @@ def test_cli_keeps_a_finished_run_unless_overwrite(finished_run, capsys):
                               "(resume continues the run in out, overwrite replaces it)\n")
     # --overwrite replaces the run, old checkpoints included.
     (out / "checkpoint-e0-s3.pt").write_bytes(before)
-    assert _cli(_train_argv(data, out, "--overwrite", "--epochs", "2", "--seed", "1"), capsys)[0] == 0
+    argv = _train_argv(data, out, "--overwrite", "--epochs", "2", "--seed", "1")
+    assert _cli(argv, capsys)[0] == 0
     state = load_checkpoint(out / CHECKPOINT)
     assert state["epoch"] == 2 and state["config"]["seed"] == 1
     assert sorted(p.name for p in out.glob("checkpoint*")) == ["checkpoint-e1-s0.pt", CHECKPOINT]
@@ -300,6 +309,12 @@ def test_cli_resume_continues_a_finished_run(finished_run, capsys):
 
 @pytest.mark.parametrize("damage", ["truncate", "pickle"])
 def test_cli_refuses_a_damaged_checkpoint(finished_run, damage, capsys):
+    reasons = {
+        "truncate": "PytorchStreamReader failed reading zip archive: failed finding central "
+                    "directory",
+        "pickle": "it refers to the Python object re._compile; a checkpoint holds only tensors "
+                  "and plain data",
+    }
     data, out = finished_run
     path = out / CHECKPOINT
     if damage == "truncate":
@@ -309,9 +324,8 @@ def test_cli_refuses_a_damaged_checkpoint(finished_run, damage, capsys):
     for argv in (["train", "--resume", out, "--epochs", "2"], ["evaluate", out]):
         code, err = _cli(argv, capsys)
         assert code == 2
-        assert err.startswith(f"pyro-vae: error: checkpoint: {path} is corrupt, truncated or "
-                              "unsafe; refusing to load it (")
-        assert err.count("\n") == 1
+        assert err == (f"pyro-vae: error: checkpoint: {path} is corrupt, truncated or unsafe; "
+                       f"refusing to load it ({reasons[damage]})\n")
 
 
 def test_cli_refuses_a_checkpoint_of_another_configuration(finished_run, capsys):
@@ -327,5 +341,5 @@ def test_cli_refuses_a_checkpoint_of_another_configuration(finished_run, capsys)
 
 def test_cli_resume_needs_a_run(tmp_path, capsys):
     code, err = _cli(["train", "--resume", tmp_path / "none"], capsys)
-    assert (code, err) == (2, f"pyro-vae: error: config: {tmp_path / 'none'}/config.json does "
-                              "not exist\n")
+    assert (code, err) == (2, f"pyro-vae: error: resume: {tmp_path / 'none'} holds no run to "
+                              "continue (no config.json); start one with --out\n")
