@@ -18,10 +18,12 @@ def _describe(value) -> str:
 
 def integer(name: str, value, minimum: int = 1) -> int:
     """``value`` as an ``int`` of at least ``minimum``; booleans and floats are refused."""
+    kind = {1: "a positive integer", 0: "a non-negative integer"}.get(
+        minimum, f"an integer >= {minimum}")
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected an integer >= {minimum}, got {_describe(value)}")
+        raise TypeError(f"{name}: expected {kind}, got {_describe(value)}")
     if value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+        raise ValueError(f"{name}: expected {kind}, got {value!r}")
     return int(value)
 
 
@@ -30,14 +32,16 @@ def positive_number(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a positive number, got {_describe(value)}")
     if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{name}: expected a positive finite number, got {value!r}")
+        raise ValueError(f"{name}: expected a positive number, got {value!r}")
     return float(value)
 
 
 def one_of(name: str, value, valid: Collection) -> None:
-    """Raise unless ``value`` is one of ``valid``; the message lists the valid names."""
+    """Raise unless ``value`` is one of ``valid``; the message lists the valid names,
+    in their order for a list or tuple, sorted for a registry (dict) or set."""
     if value not in valid:
-        raise ValueError(f"{name}: expected one of {sorted(valid)}, got {value!r}")
+        names = list(valid) if isinstance(valid, (list, tuple)) else sorted(valid)
+        raise ValueError(f"{name}: expected one of {names}, got {value!r}")
 
 
 def finite(name: str, x: torch.Tensor) -> None:

@@ -13,7 +13,7 @@ import math
 import random
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -33,7 +33,6 @@ from pyro.infer import (
     TraceGraph_ELBO,
     TraceMeanField_ELBO,
 )
-
 from pyro.infer.util import torch_item, zero_grads
 
 from . import checks
@@ -97,13 +96,14 @@ class SafeSVI(SVI):
         with poutine.trace(param_only=True) as param_capture:
             try:
                 loss = torch_item(self.loss_and_grads(self.model, self.guide, *args, **kwargs))
+                problem = None
             except ValueError as err:
                 if _INVALID_ARGUMENT not in str(err):
                     raise
                 what = str(err).split(_INVALID_ARGUMENT)[0].rstrip(", ")
-                loss = f"NaN or inf in a distribution's arguments ({what})"
+                loss, problem = math.nan, f"NaN or inf in a distribution's arguments ({what})"
         params = {site["value"].unconstrained() for site in param_capture.trace.nodes.values()}
-        problem = self._problem(loss, params)
+        problem = problem or _non_finite(loss, params)
         if problem is None:
             self.optim(params)
         zero_grads(params)
@@ -111,21 +111,19 @@ class SafeSVI(SVI):
             raise NonFiniteStep(problem)
         return loss
 
-    @staticmethod
-    def _problem(loss, params) -> Optional[str]:
-        if isinstance(loss, str):
-            return loss
-        if not math.isfinite(loss):
-            return f"loss is {loss}"
-        grads = [p.grad for p in params if p.grad is not None]
-        # One reduction, one device sync: NaN or inf anywhere makes the sum non-finite.
-        if grads and not torch.isfinite(torch.stack([g.sum() for g in grads])).all():
-            store = pyro.get_param_store()
-            bad = [store.param_name(p) for p in params
-                   if p.grad is not None and not torch.isfinite(p.grad).all()]
-            names = ", ".join(sorted(bad)) or "the parameters"
-            return f"gradient of {names} is not finite (loss {loss:.6g})"
-        return None
+
+def _non_finite(loss: float, params) -> Optional[str]:
+    """What is NaN or inf, the loss or the gradients of which parameters; else None."""
+    if not math.isfinite(loss):
+        return f"loss is {loss}"
+    grads = [p.grad for p in params if p.grad is not None]
+    # One reduction, one device sync: NaN or inf anywhere makes the sum non-finite.
+    if grads and not torch.isfinite(sum(g.sum() for g in grads)):
+        store = pyro.get_param_store()
+        bad = sorted(store.param_name(p) for p in params
+                     if p.grad is not None and not torch.isfinite(p.grad).all())
+        return f"gradient of {', '.join(bad) or 'the parameters'} is not finite (loss {loss:.6g})"
+    return None
 
 
 def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
@@ -178,7 +176,7 @@ class Progress:
     order: Optional[torch.Tensor] = None  # data order of epoch ``epoch + 1``, once drawn
     loss: float = 0.0  # summed loss of this epoch's finite steps so far
     seen: int = 0  # examples in those steps
-    bad_steps: int = 0  # steps skipped for a non-finite loss, whole run
+    bad_steps: int = 0  # steps skipped for a NaN or inf, whole run
 
     def count(self, loss: float, size: int) -> None:
         """One more step, of ``size`` examples and finite ``loss``."""
@@ -196,15 +194,13 @@ class Progress:
         return f"epoch {self.epoch + 1}, step {self.step} (step {self.global_step} in all)"
 
 
-PROGRESS_FIELDS = tuple(Progress.__dataclass_fields__)
+PROGRESS_FIELDS = tuple(f.name for f in fields(Progress))
 
 
 def _create_params(model: Callable, guide: Callable, batch: Sequence[torch.Tensor]) -> None:
     """Run guide and model once so every ``pyro.param`` exists in the param store."""
     guide_trace = poutine.trace(guide).get_trace(*batch)
     poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*batch)
-
-
 
 
 def _restore(state: Dict[str, Any], optim: pyro.optim.PyroOptim, source: Path) -> None:

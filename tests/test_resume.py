@@ -157,11 +157,12 @@ def _identity(path):
     return st.st_ino, st.st_mtime_ns
 
 
-def test_sigkill_sigterm_sigint_at_random_moments_then_resume_is_bit_identical(
+def test_sigkill_and_sigterm_at_random_moments_then_resume_is_bit_identical(
         tmp_path, idx_folder, capsys):
-    """Six processes: killed by SIGKILL half-way through a checkpoint write (a test
-    hook), by SIGKILL, SIGTERM and SIGINT at random moments, each resumed with
-    ``--resume``; the last finishes. Its final state equals an uninterrupted run's."""
+    """Five processes: killed by SIGKILL half-way through a checkpoint write (a test
+    hook), by SIGKILL, SIGTERM, SIGKILL at random moments, each resumed with
+    ``--resume``; the last finishes. Its final state equals an uninterrupted run's.
+    (SIGINT takes the same path as SIGTERM; test_faults.py sends both in-process.)"""
     flags = ["--dataset", "mnist-10k", "--data-dir", str(idx_folder()), "--z-dim", "2",
              "--hidden", "16", "--epochs", "20", "--batch-size", "8", "--binarize", "dynamic",
              "--checkpoint-steps", "3", "--keep-checkpoints", "3", "--device", "cpu", "--quiet"]
@@ -171,7 +172,7 @@ def test_sigkill_sigterm_sigint_at_random_moments_then_resume_is_bit_identical(
     env = {**os.environ, "PYTHONPATH": os.getcwd(), "OMP_NUM_THREADS": "1",
            "MKL_NUM_THREADS": "1"}
     chooser = random.Random(5)
-    plan = ["kill-in-write", "SIGKILL", "SIGTERM", "SIGKILL", "SIGINT", "finish"]
+    plan = ["kill-in-write", "SIGKILL", "SIGTERM", "SIGKILL", "finish"]
     outcomes = []
     for i, action in enumerate(plan):
         argv = ["train", "--resume", str(run)] if i else ["train", *flags, "--out", str(run)]
@@ -188,7 +189,7 @@ def test_sigkill_sigterm_sigint_at_random_moments_then_resume_is_bit_identical(
                 proc.send_signal(getattr(signal, action))
         out, err = proc.communicate(timeout=120)
         outcomes.append((action, proc.returncode))
-        if action in ("SIGTERM", "SIGINT") and proc.returncode > 0:
+        if action == "SIGTERM" and proc.returncode > 0:
             assert proc.returncode == 128 + getattr(signal, action), err
             last = err.strip().splitlines()[-1]
             assert last.startswith(f"pyro-vae: stopped by {action} at ")
