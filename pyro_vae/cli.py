@@ -1,7 +1,9 @@
 """``pyro-vae``: train, evaluate, sample and reconstruct from the command line.
 
 ``pyro-vae train`` has one flag per :class:`~pyro_vae.config.TrainConfig` field.
-Bad input ends with one line on stderr naming the problem, and exit code 2.
+Bad input ends with one line on stderr naming the problem, and exit code 2; a
+non-finite loss with exit code 1; SIGINT/SIGTERM, after a checkpoint is written, with
+``128 + signal number`` (130, 143).
 """
 
 import argparse
@@ -18,6 +20,7 @@ import torch
 from . import plots
 from .config import TrainConfig, parse_hidden
 from .evaluate import elbo_terms
+from .interrupt import Interrupted
 from .train import load_run, prepare_data, train
 
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError)
@@ -53,13 +56,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
     explicit = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
                 if hasattr(args, f.name)}
     if args.resume:
+        if not (Path(args.resume) / "config.json").is_file():
+            raise FileNotFoundError(f"resume: {args.resume} holds no run to continue "
+                                    "(no config.json); start one with --out")
         values = TrainConfig.load(Path(args.resume) / "config.json").to_dict()
         values.update(explicit, out=str(args.resume))
     else:
         values = explicit
     config = TrainConfig.from_dict(values) if values else TrainConfig()
-    _, history = train(config, resume=bool(args.resume), overwrite=args.overwrite,
-                       progress=not args.quiet)
+    try:
+        _, history = train(config, resume=bool(args.resume), overwrite=args.overwrite,
+                           progress=not args.quiet)
+    except Interrupted as stop:
+        raise Interrupted(f"{stop}; continue with: pyro-vae train --resume {config.out}",
+                          stop.signum) from None
     last = history[-1] if history else {}
     print(f"run folder: {config.out}")
     if last:
@@ -157,6 +167,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     except USER_ERRORS as err:
         print(f"pyro-vae: error: {err}", file=sys.stderr)
         return 2
+    except FloatingPointError as err:
+        print(f"pyro-vae: error: {err}", file=sys.stderr)
+        return 1
+    except Interrupted as stop:
+        print(f"pyro-vae: {stop}", file=sys.stderr)
+        return 128 + stop.signum
     except KeyboardInterrupt:
         print("pyro-vae: interrupted", file=sys.stderr)
         return 130

@@ -37,6 +37,8 @@ class TrainConfig:
     epochs: int = _field(10, "training epochs")
     batch_size: int = _field(128, "images per SVI step")
     lr: float = _field(1e-3, "Adam learning rate")
+    clip_norm: float = _field(0.0, "clip each parameter's gradient to this norm (0: off)")
+    max_bad_steps: int = _field(0, "steps with a NaN or inf loss skipped before stopping")
     elbo: str = _field("Trace_ELBO", "Pyro ELBO (pyro_vae.infer.ELBOS)")
     num_particles: int = _field(1, "samples of z per image in the ELBO estimate")
     seed: int = _field(0, "random seed")
@@ -44,6 +46,8 @@ class TrainConfig:
     # run folder
     out: str = _field("runs/vae", "run folder for config, metrics, checkpoint, figures")
     checkpoint_every: int = _field(1, "epochs between checkpoints")
+    checkpoint_steps: int = _field(0, "SVI steps between checkpoints as well (0: none)")
+    keep_checkpoints: int = _field(2, "checkpoints kept; the newest is checkpoint.pt")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -27,7 +27,8 @@ def as_tuple(data: Tensors) -> Tuple[torch.Tensor, ...]:
         raise TypeError("data: expected a tensor or a tuple of tensors")
     if len({t.shape[0] for t in data}) != 1:
         raise ValueError(
-            f"data: tensors differ in their first dimension: {[t.shape[0] for t in data]}"
+            "data: expected tensors with one first dimension (one row per example), got "
+            f"first dimensions {[t.shape[0] for t in data]}"
         )
     return data
 

@@ -1,16 +1,21 @@
 """The SVI runner: :func:`fit` trains any Pyro model/guide pair on in-memory tensors.
 
 It steps Pyro's ``SVI``, logs one line of metrics per epoch, writes
-``metrics.jsonl`` and an atomic checkpoint into a run folder, resumes from it, and
-calls hooks. It knows nothing of images, plots or model names.
+``metrics.jsonl`` and atomic checkpoints into a run folder, resumes from them exactly
+(to the step, bit for bit on the CPU), stops cleanly on SIGINT/SIGTERM and on a
+non-finite loss, and calls hooks. It knows nothing of images, plots or model names.
+See ``docs/robustness.md``.
 """
 
 import json
 import logging
+import math
 import random
+import signal
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -28,10 +33,12 @@ from pyro.infer import (
     TraceGraph_ELBO,
     TraceMeanField_ELBO,
 )
+from pyro.infer.util import torch_item, zero_grads
 
-from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, atomic_write
-from .data import batch_indices
+from . import checks
+from .checkpoint import Checkpoints, atomic_write, check_writable, remove_stale_temps, run_path
 from .evaluate import Tensors, as_tuple, elbo_terms
+from .interrupt import Interrupted, deferred_signals
 
 logger = logging.getLogger(__name__)
 
@@ -44,17 +51,79 @@ ELBOS = {
     "RenyiELBO": RenyiELBO,
 }
 METRICS = "metrics.jsonl"
+CHECKPOINT_FORMAT = 2
 
 
 def make_elbo(elbo: Union[str, ELBO], num_particles: int = 1) -> ELBO:
     """An ELBO object from a name in :data:`ELBOS`, or ``elbo`` itself."""
     if isinstance(elbo, ELBO):
         return elbo
-    if elbo not in ELBOS:
-        raise ValueError(f"elbo: expected one of {sorted(ELBOS)}, got {elbo!r}")
-    if int(num_particles) != num_particles or num_particles < 1:
-        raise ValueError(f"num_particles: expected a positive integer, got {num_particles!r}")
-    return ELBOS[elbo](num_particles=int(num_particles))
+    checks.one_of("elbo", elbo, ELBOS)
+    return ELBOS[elbo](num_particles=checks.integer("num_particles", num_particles))
+
+
+def make_optim(lr: float = 1e-3, clip_norm: Optional[float] = None) -> pyro.optim.PyroOptim:
+    """Pyro's Adam; with ``clip_norm`` each parameter tensor's gradient is first
+    rescaled to Euclidean norm at most ``clip_norm`` (Pyro's ``clip_args``, applied
+    per parameter, not to the norm of all gradients together). ``None`` or 0: no clipping.
+    """
+    lr = checks.positive_number("lr", lr)
+    clip = {"clip_norm": checks.positive_number("clip_norm", clip_norm)} if clip_norm else {}
+    return pyro.optim.Adam({"lr": lr}, clip_args=clip)
+
+
+class NonFiniteStep(FloatingPointError):
+    """A step of :class:`SafeSVI` met a NaN or inf; the parameters were not updated."""
+
+
+# The first line of torch's message when a distribution's argument fails its
+# constraint, which is how NaN or inf network outputs surface with validation on.
+_INVALID_ARGUMENT = "but found invalid values"
+
+
+class SafeSVI(SVI):
+    """Pyro's ``SVI`` whose ``step`` never writes NaN or inf into the parameters.
+
+    Pyro's own step applies the optimiser unconditionally, so one bad batch puts NaN
+    into every parameter it touches. Here a step whose loss or any gradient is NaN
+    or inf, or whose model or guide hands a distribution NaN or inf arguments (a
+    ``ValueError`` under Pyro's validation), leaves the parameters as they were,
+    zeroes the gradients and raises :class:`NonFiniteStep` saying which. Otherwise
+    the step is Pyro's, operation for operation.
+    """
+
+    def step(self, *args, **kwargs) -> float:
+        with poutine.trace(param_only=True) as param_capture:
+            try:
+                loss = torch_item(self.loss_and_grads(self.model, self.guide, *args, **kwargs))
+                problem = None
+            except ValueError as err:
+                if _INVALID_ARGUMENT not in str(err):
+                    raise
+                what = str(err).split(_INVALID_ARGUMENT)[0].rstrip(", ")
+                loss, problem = math.nan, f"NaN or inf in a distribution's arguments ({what})"
+        params = {site["value"].unconstrained() for site in param_capture.trace.nodes.values()}
+        problem = problem or _non_finite(loss, params)
+        if problem is None:
+            self.optim(params)
+        zero_grads(params)
+        if problem is not None:
+            raise NonFiniteStep(problem)
+        return loss
+
+
+def _non_finite(loss: float, params) -> Optional[str]:
+    """What is NaN or inf, the loss or the gradients of which parameters; else None."""
+    if not math.isfinite(loss):
+        return f"loss is {loss}"
+    grads = [p.grad for p in params if p.grad is not None]
+    # One reduction, one device sync: NaN or inf anywhere makes the sum non-finite.
+    if grads and not torch.isfinite(sum(g.sum() for g in grads)):
+        store = pyro.get_param_store()
+        bad = sorted(store.param_name(p) for p in params
+                     if p.grad is not None and not torch.isfinite(p.grad).all())
+        return f"gradient of {', '.join(bad) or 'the parameters'} is not finite (loss {loss:.6g})"
+    return None
 
 
 def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
@@ -68,7 +137,11 @@ def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.dev
 
 
 def rng_state(generator: torch.Generator) -> Dict[str, Any]:
-    """Every random state the next step depends on, as plain tensors and lists."""
+    """Every random state the next step depends on, as plain tensors and lists.
+
+    Pyro draws its samples from torch's generator, so ``"torch"`` is Pyro's state
+    too; ``"batches"`` is fit's own generator (data order and ``transform``).
+    """
     np_state = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
@@ -90,6 +163,38 @@ def set_rng_state(state: Dict[str, Any], generator: torch.Generator) -> None:
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass
+class Progress:
+    """Where training stands: a checkpoint holds these fields beside the parameters,
+    the optimiser state and the random states."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # steps completed in epoch ``epoch + 1``
+    global_step: int = 0  # steps completed in all
+    order: Optional[torch.Tensor] = None  # data order of epoch ``epoch + 1``, once drawn
+    loss: float = 0.0  # summed loss of this epoch's finite steps so far
+    seen: int = 0  # examples in those steps
+    bad_steps: int = 0  # steps skipped for a NaN or inf, whole run
+
+    def count(self, loss: float, size: int) -> None:
+        """One more step, of ``size`` examples and finite ``loss``."""
+        self.step, self.global_step = self.step + 1, self.global_step + 1
+        self.loss, self.seen = self.loss + loss, self.seen + size
+
+    def count_bad(self) -> None:
+        """One more step, skipped for a NaN or inf."""
+        self.step, self.global_step = self.step + 1, self.global_step + 1
+        self.bad_steps += 1
+
+    def describe(self) -> str:
+        if self.step == 0 and self.epoch > 0:
+            return f"the end of epoch {self.epoch} (step {self.global_step})"
+        return f"epoch {self.epoch + 1}, step {self.step} (step {self.global_step} in all)"
+
+
+PROGRESS_FIELDS = tuple(f.name for f in fields(Progress))
 
 
 def _create_params(model: Callable, guide: Callable, batch: Sequence[torch.Tensor]) -> None:
@@ -118,11 +223,91 @@ def _restore(state: Dict[str, Any], optim: pyro.optim.PyroOptim, source: Path) -
     optim.set_state(state["optim"])
 
 
-def _read_metrics(path: Path, upto_epoch: int) -> List[Dict[str, Any]]:
-    if not path.is_file():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [row for row in rows if row["epoch"] <= upto_epoch]
+def _check_data(
+    model: Callable, data: Tensors, test_data: Optional[Tensors]
+) -> Tuple[Tuple[torch.Tensor, ...], Optional[Tuple[torch.Tensor, ...]]]:
+    """``data`` and ``test_data`` as tuples, refused unless non-empty and finite.
+
+    When ``model`` is a method of an object with ``check_data(x, name)`` (every
+    model in :mod:`pyro_vae.models`), that object also checks the images' shape and
+    the likelihood's support, so a bad data set fails before the first step.
+    """
+    sets = {"data": as_tuple(data)}
+    if test_data is not None:
+        sets["test_data"] = as_tuple(test_data)
+    check = getattr(getattr(model, "__self__", None), "check_data", None)
+    for name, tensors in sets.items():
+        if len(tensors[0]) == 0:
+            raise ValueError(f"{name}: expected at least one example, got an empty data set")
+        for i, t in enumerate(tensors):
+            checks.finite(name if len(tensors) == 1 else f"{name}[{i}]", t)
+        if check is not None:
+            check(tensors[0], name)
+    return sets["data"], sets.get("test_data")
+
+
+def _snapshot(
+    at: Progress,
+    optim: pyro.optim.PyroOptim,
+    restored_optim: Dict[str, Any],
+    generator: torch.Generator,
+    history: List[Dict[str, Any]],
+    config: Optional[Dict[str, Any]],
+    batch_size: int,
+) -> Dict[str, Any]:
+    """Everything the next step depends on, as plain data (see ``docs/robustness.md``)."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        **vars(at),
+        "batch_size": batch_size,
+        "params": {k: v.detach().cpu() for k, v in pyro.get_param_store().named_parameters()},
+        # A Pyro optimiser reports only the parameters it has stepped since it was
+        # made; a resumed run that saves before its first step (the end of an epoch
+        # whose steps were all done) must pass on the state it restored.
+        "optim": {**restored_optim, **optim.get_state()},
+        "rng": rng_state(generator),
+        # A JSON round trip turns numpy scalars from hooks into floats: the safe
+        # loader refuses anything but plain types.
+        "history": json.loads(json.dumps(history)),
+        "config": json.loads(json.dumps(config or {})),
+    }
+
+
+def _resume(
+    store: Checkpoints,
+    model: Callable,
+    guide: Callable,
+    data: Sequence[torch.Tensor],
+    optim: pyro.optim.PyroOptim,
+    generator: torch.Generator,
+    batch_size: int,
+) -> Tuple[Progress, List[Dict[str, Any]], Dict[str, Any]]:
+    """Progress, history and optimiser state of ``store``'s newest checkpoint; its
+    parameters and random states are restored in place."""
+    state = store.load()
+    needed = ("params", "optim", "rng", "history", "batch_size", *PROGRESS_FIELDS)
+    missing = [k for k in needed if k not in state]
+    if state.get("format") != CHECKPOINT_FORMAT or missing:
+        raise ValueError(
+            f"checkpoint: {store.latest} cannot be resumed: expected format "
+            f"{CHECKPOINT_FORMAT} with {list(needed)}, got format {state.get('format')} "
+            f"without {missing}"
+        )
+    # A mid-epoch position means "the next batches of this order": it holds only for
+    # the same number of examples cut into batches of the same size.
+    order = state["order"]
+    if order is not None and (len(order) != len(data[0]) or state["batch_size"] != batch_size):
+        raise ValueError(
+            f"checkpoint: {store.latest} stopped mid-epoch over {len(order)} examples in "
+            f"batches of {state['batch_size']}; got {len(data[0])} examples in batches "
+            f"of {batch_size}"
+        )
+    _create_params(model, guide, tuple(t[:1] for t in data))
+    _restore(state, optim, store.latest)
+    set_rng_state(state["rng"], generator)
+    at = Progress(**{k: state[k] for k in PROGRESS_FIELDS})
+    logger.info("resumed from %s at %s", store.latest, at.describe())
+    return at, list(state["history"]), state["optim"]
 
 
 def fit(
@@ -136,142 +321,210 @@ def fit(
     elbo: Union[str, ELBO] = "Trace_ELBO",
     optim: Optional[pyro.optim.PyroOptim] = None,
     lr: float = 1e-3,
+    clip_norm: Optional[float] = None,
     seed: Optional[int] = 0,
     device: Union[str, torch.device, None] = None,
     transform: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None,
     evaluate: Optional[Callable[[], Dict[str, float]]] = None,
     run_dir: Union[str, Path, None] = None,
     checkpoint_every: int = 1,
+    checkpoint_steps: int = 0,
+    keep_checkpoints: int = 2,
     resume: bool = False,
+    max_bad_steps: int = 0,
     config: Optional[Dict[str, Any]] = None,
     hooks: Sequence[Callable[[Dict[str, Any]], None]] = (),
     progress: bool = False,
 ) -> List[Dict[str, Any]]:
     """Train ``model``/``guide`` with stochastic variational inference.
 
-    Each step draws a batch of indices, slices every tensor of ``data`` with it and
-    calls ``svi.step(*batch)``, so the model and guide receive the same positional
-    arguments (``model(x)``, or ``model(x, y)`` when ``data = (x, y)``).
+    Each epoch draws a random order of the ``N`` examples; each step slices every
+    tensor of ``data`` with the next ``batch_size`` indices of that order and calls
+    ``svi.step(*batch)``, so the model and guide receive the same positional
+    arguments (``model(x)``, or ``model(x, y)`` when ``data = (x, y)``). A
+    ``batch_size`` larger than ``N`` is allowed and means one full batch per epoch
+    (as with a ``DataLoader``); a warning says so.
 
     Parameters live in Pyro's param store, as for any ``SVI``: call
     ``pyro.clear_param_store()`` before training an unrelated model in one process.
 
+    With ``run_dir``, checkpoints are written atomically every ``checkpoint_every``
+    epochs (and the last) and every ``checkpoint_steps`` steps; ``resume=True``
+    continues from the newest one exactly where it was written: with the same
+    arguments the final parameters equal those of an uninterrupted run, bit for bit
+    on the CPU. Without ``resume`` the checkpoints already in ``run_dir`` are deleted.
+    A first SIGINT or SIGTERM lets the current step finish, writes a checkpoint and
+    raises :class:`pyro_vae.interrupt.Interrupted`.
+
+    A step that meets a NaN or inf (loss, gradient, or a distribution's arguments)
+    leaves the parameters untouched (:class:`SafeSVI`); after more than
+    ``max_bad_steps`` such steps in the run, ``FloatingPointError`` names the problem,
+    the epoch and the step, and the last checkpoint on disk is the last good one.
+
     :param data: a tensor or tuple of tensors with a shared first dimension ``N``;
-        moved to ``device`` once and batched by index.
+        moved to ``device`` once and batched by index. Checked before the first step:
+        non-empty, finite, and, when ``model`` is a bound method of an object with
+        ``check_data`` (every model of :mod:`pyro_vae.models`), fit for that model.
     :param test_data: held-out data, evaluated after each epoch with
         :func:`pyro_vae.evaluate.elbo_terms` (``test_loss``, ``recon``, ``kl``).
     :param elbo: a name in :data:`ELBOS` or any Pyro ``ELBO`` object.
-    :param optim: a Pyro optimiser; default ``pyro.optim.Adam({"lr": lr})``.
+    :param optim: a Pyro optimiser; default :func:`make_optim` ``(lr, clip_norm)``.
+    :param clip_norm: clip each parameter's gradient norm (default optimiser only).
     :param seed: seeds Pyro, torch, numpy and python, and the batch order.
     :param device: where ``data`` lives (``"auto"``, ``"cpu"``, ``"cuda"``); the
         networks of ``model`` and ``guide`` must already be there.
     :param transform: ``transform(x_batch, generator)`` applied to the first tensor of
         every batch, e.g. a fresh binarisation each epoch.
     :param evaluate: ``evaluate() -> dict`` of extra metrics merged in each epoch.
-    :param run_dir: folder for ``metrics.jsonl`` and ``checkpoint.pt``; none if ``None``.
+    :param run_dir: folder for ``metrics.jsonl`` and checkpoints; none if ``None``.
     :param checkpoint_every: epochs between checkpoints (the last epoch always writes).
+    :param checkpoint_steps: steps between checkpoints as well; 0 for none.
+    :param keep_checkpoints: checkpoints kept, the newest as ``checkpoint.pt``.
     :param resume: continue from ``run_dir/checkpoint.pt`` when it exists.
+    :param max_bad_steps: steps with a non-finite loss skipped before stopping.
     :param config: a JSON-able dict stored in each checkpoint.
     :param hooks: ``hook(metrics)`` called after each epoch's metrics are written.
     :param progress: show a tqdm bar per epoch.
     :returns: the per-epoch metrics, one dict per epoch (earlier epochs included when
         resuming).
     """
-    data = as_tuple(data)
-    n = data[0].shape[0]
-    if n == 0:
-        raise ValueError("data: the data set is empty")
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
-    if int(epochs) != epochs or epochs < 0:
-        raise ValueError(f"epochs: expected a non-negative integer, got {epochs!r}")
-    if int(checkpoint_every) != checkpoint_every or checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every: expected a positive integer, got {checkpoint_every!r}")
+    data, test_data = _check_data(model, data, test_data)
+    n = len(data[0])
+    epochs = checks.integer("epochs", epochs, minimum=0)
+    batch_size = checks.integer("batch_size", batch_size)
+    checkpoint_every = checks.integer("checkpoint_every", checkpoint_every)
+    checkpoint_steps = checks.integer("checkpoint_steps", checkpoint_steps, minimum=0)
+    keep_checkpoints = checks.integer("keep_checkpoints", keep_checkpoints)
+    max_bad_steps = checks.integer("max_bad_steps", max_bad_steps, minimum=0)
     if optim is None:
-        if not lr > 0:
-            raise ValueError(f"lr: expected a positive learning rate, got {lr!r}")
-        optim = pyro.optim.Adam({"lr": lr})
+        optim = make_optim(lr, clip_norm)
+    elif clip_norm:
+        raise ValueError("clip_norm: applies to the default optimiser only; pass "
+                         "clip_args to your own Pyro optimiser instead")
     loss = make_elbo(elbo)
+    if batch_size > n:
+        logger.warning("batch_size %d exceeds the %d examples: one full batch per epoch",
+                       batch_size, n)
     if device is not None:
         device = resolve_device(device)
         data = tuple(t.to(device) for t in data)
         if test_data is not None:
-            test_data = tuple(t.to(device) for t in as_tuple(test_data))
+            test_data = tuple(t.to(device) for t in test_data)
+    store = None
     if run_dir is not None:
         run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        check_writable(run_dir, "run_dir")
+        remove_stale_temps(run_dir)
+        store = Checkpoints(run_dir, keep_checkpoints)
 
     if seed is not None:
         pyro.set_rng_seed(seed)
     generator = torch.Generator().manual_seed(0 if seed is None else seed)
-    svi = SVI(model, guide, optim, loss)
+    svi = SafeSVI(model, guide, optim, loss)
 
-    history: List[Dict[str, Any]] = []
-    start_epoch = 0
-    if resume and run_dir is not None and (run_dir / CHECKPOINT).is_file():
-        state = load_checkpoint(run_dir / CHECKPOINT)
-        _create_params(model, guide, tuple(t[:1] for t in data))
-        _restore(state, optim, run_dir / CHECKPOINT)
-        set_rng_state(state["rng"], generator)
-        start_epoch = int(state["epoch"])
-        history = _read_metrics(run_dir / METRICS, start_epoch)
-        logger.info("resumed from %s at epoch %d", run_dir / CHECKPOINT, start_epoch)
+    at, history, restored_optim = Progress(), [], {}
+    if resume and store is not None and store.latest.is_file():
+        at, history, restored_optim = _resume(store, model, guide, data, optim, generator,
+                                              batch_size)
+    elif store is not None:
+        store.clear()
 
-    for epoch in range(start_epoch + 1, epochs + 1):
-        t0 = time.perf_counter()
-        total = 0.0
-        batches = batch_indices(n, batch_size, generator)
-        bar = tqdm(batches, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress)
-        for step, idx in enumerate(bar):
-            idx = idx.to(data[0].device)
-            batch = [t[idx] for t in data]
-            if transform is not None:
-                batch[0] = transform(batch[0], generator)
-            batch_loss = svi.step(*batch)
-            if not np.isfinite(batch_loss):
-                raise FloatingPointError(
-                    f"loss is {batch_loss} at epoch {epoch}, step {step}; the last "
-                    "checkpoint is intact (try a smaller learning rate)"
-                )
-            total += batch_loss
-            bar.set_postfix(loss=f"{batch_loss / len(idx):.2f}", refresh=False)
-        if device is not None and device.type == "cuda":
-            torch.cuda.synchronize()
-        epoch_s = time.perf_counter() - t0
-        metrics: Dict[str, Any] = {
-            "epoch": epoch,
-            "train_loss": total / n,
-            "epoch_s": epoch_s,
-            "images_per_s": n / epoch_s,
-        }
-        if test_data is not None:
-            metrics.update(elbo_terms(model, guide, test_data, batch_size=max(batch_size, 1000)))
-        if evaluate is not None:
-            metrics.update(evaluate())
-        history.append(metrics)
-        logger.info(
-            "epoch %d  %s",
-            epoch,
-            "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "epoch"),
+    def save(at: Progress) -> None:
+        if store is not None:
+            store.save(_snapshot(at, optim, restored_optim, generator, history, config,
+                                 batch_size))
+
+    def stop_if_asked(at: Progress) -> None:
+        signum = pending()
+        if signum is None:
+            return
+        save(at)
+        saved = f"checkpoint written to {store.latest}" if store else "nothing saved (no run_dir)"
+        raise Interrupted(
+            f"stopped by {signal.Signals(signum).name} at {at.describe()}; {saved}", signum
         )
-        if run_dir is not None:
-            lines = "".join(json.dumps(row) + "\n" for row in history)
-            atomic_write(run_dir / METRICS, lambda f: f.write(lines.encode()))
-            if epoch % checkpoint_every == 0 or epoch == epochs:
-                save_checkpoint(
-                    run_dir / CHECKPOINT,
-                    {
-                        "format": 1,
-                        "epoch": epoch,
-                        "params": {
-                            k: v.detach().cpu()
-                            for k, v in pyro.get_param_store().named_parameters()
-                        },
-                        "optim": optim.get_state(),
-                        "rng": rng_state(generator),
-                        "config": config or {},
-                    },
-                )
-        for hook in hooks:
-            hook(metrics)
+
+    with deferred_signals() as pending:
+        for epoch in range(at.epoch + 1, epochs + 1):
+            if at.order is None:  # a fresh epoch, not one resumed part-way through
+                at.order = torch.randperm(n, generator=generator)
+            batches = at.order.split(batch_size)
+            t0, seen0 = time.perf_counter(), at.seen
+            # ``with``: the bar is cleared however the epoch ends, so a message printed
+            # on an interrupt or an error starts on a clean line.
+            with tqdm(total=len(batches), initial=at.step, desc=f"epoch {epoch}/{epochs}",
+                      leave=False, disable=not progress) as bar:
+                while at.step < len(batches):
+                    batch = _batch(data, batches[at.step], transform, generator)
+                    try:
+                        at.count(svi.step(*batch), len(batch[0]))
+                    except NonFiniteStep as err:
+                        at.count_bad()
+                        _bad_step(at, str(err), len(batches), max_bad_steps, store)
+                    bar.update()
+                    bar.set_postfix(loss=f"{at.loss / max(at.seen, 1):.2f}", refresh=False)
+                    if checkpoint_steps and at.global_step % checkpoint_steps == 0:
+                        save(at)
+                    stop_if_asked(at)
+            if device is not None and device.type == "cuda":
+                torch.cuda.synchronize()
+            epoch_s = time.perf_counter() - t0
+            metrics: Dict[str, Any] = {
+                "epoch": epoch,
+                "train_loss": at.loss / at.seen if at.seen else math.nan,
+                "epoch_s": epoch_s,
+                "images_per_s": (at.seen - seen0) / epoch_s,
+            }
+            if max_bad_steps:
+                metrics["bad_steps"] = at.bad_steps
+            if test_data is not None:
+                metrics.update(elbo_terms(model, guide, test_data, max(batch_size, 1000)))
+            if evaluate is not None:
+                metrics.update(evaluate())
+            history.append(metrics)
+            logger.info(
+                "epoch %d  %s",
+                epoch,
+                "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "epoch"),
+            )
+            at = Progress(epoch=epoch, global_step=at.global_step, bad_steps=at.bad_steps)
+            if run_dir is not None:
+                lines = "".join(json.dumps(row) + "\n" for row in history)
+                atomic_write(run_path(run_dir, METRICS), lambda f: f.write(lines.encode()))
+                if epoch % checkpoint_every == 0 or epoch == epochs:
+                    save(at)
+            for hook in hooks:
+                hook(metrics)
+            stop_if_asked(at)
     return history
+
+
+def _batch(
+    data: Sequence[torch.Tensor],
+    idx: torch.Tensor,
+    transform: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]],
+    generator: torch.Generator,
+) -> List[torch.Tensor]:
+    """Rows ``idx`` of every tensor of ``data``, the first one passed through ``transform``."""
+    idx = idx.to(data[0].device)
+    batch = [t[idx] for t in data]
+    if transform is not None:
+        batch[0] = transform(batch[0], generator)
+    return batch
+
+
+def _bad_step(
+    at: Progress, problem: str, num_steps: int, max_bad_steps: int, store: Optional[Checkpoints]
+) -> None:
+    """Warn of a skipped step, or stop once more than ``max_bad_steps`` were skipped."""
+    where = f"epoch {at.epoch + 1}, step {at.step} of {num_steps}"
+    if at.bad_steps <= max_bad_steps:
+        logger.warning("%s at %s: step skipped (%d of at most %d)",
+                       problem, where, at.bad_steps, max_bad_steps)
+        return
+    kept = (f"the last checkpoint, {store.latest}, is intact" if store and store.latest.is_file()
+            else "no checkpoint was written")
+    raise FloatingPointError(
+        f"{problem} at {where}, the parameters were left as they were; {kept} "
+        "(try a smaller lr, clip_norm, or max_bad_steps to skip such steps)"
+    )

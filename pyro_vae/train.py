@@ -14,38 +14,53 @@ from torch import nn
 
 import pyro
 
-from . import plots
-from .checkpoint import CHECKPOINT, load_checkpoint, write_json
+from . import checks, plots
+from .checkpoint import (
+    CHECKPOINT, Checkpoints, check_writable, load_checkpoint, remove_stale_temps, run_path,
+    write_json,
+)
 from .config import TrainConfig
 from .data import BINARIZE, DATASETS, ImageData, binarize, load_dataset
-from .infer import ELBOS, fit, resolve_device
+from .guides import GUIDES
+from .infer import ELBOS, METRICS, fit, resolve_device
+from .likelihoods import LIKELIHOODS
 from .models import MODELS
+from .nets import ACTIVATIONS
+from .priors import PRIORS
 
 logger = logging.getLogger(__name__)
 TEST_BINARIZE_SEED = 0  # the binarised test set is the same for every run
+CONFIG = "config.json"
+FIGURES = ("samples.png", "reconstructions.png", "curves.png")
+# Fields a resumed run may change: how long it runs, where its data lie, where and
+# how often it saves, how many bad steps it tolerates. A change to any other field
+# would make the continuation a different run, so it is refused.
+RESUMABLE_FIELDS = ("epochs", "data_dir", "device", "out", "checkpoint_every",
+                    "checkpoint_steps", "keep_checkpoints", "max_bad_steps")
 
 
 def check_config(config: TrainConfig) -> None:
-    """Raise ``ValueError`` naming the first field that cannot work."""
+    """Raise ``ValueError`` (``TypeError``) naming the first field that cannot work."""
     choices = {
         "dataset": DATASETS,
-        "model": sorted(MODELS),
-        "elbo": sorted(ELBOS),
+        "model": MODELS,
+        "prior": PRIORS,
+        "guide": GUIDES,
+        "likelihood": LIKELIHOODS,
+        "activation": ACTIVATIONS,
+        "elbo": ELBOS,
         "binarize": BINARIZE,
     }
     for name, valid in choices.items():
-        if getattr(config, name) not in valid:
-            raise ValueError(f"{name}: expected one of {list(valid)}, got {getattr(config, name)!r}")
-    positive_ints = ("z_dim", "batch_size", "num_particles", "checkpoint_every")
-    for name in positive_ints:
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    if not isinstance(config.epochs, int) or config.epochs < 0:
-        raise ValueError(f"epochs: expected a non-negative integer, got {config.epochs!r}")
+        checks.one_of(name, getattr(config, name), valid)
+    minimum = {"z_dim": 1, "batch_size": 1, "num_particles": 1, "checkpoint_every": 1,
+               "keep_checkpoints": 1, "epochs": 0, "checkpoint_steps": 0, "max_bad_steps": 0}
+    for name, least in minimum.items():
+        checks.integer(name, getattr(config, name), least)
     for name in ("lr", "beta"):
-        if not getattr(config, name) > 0:
-            raise ValueError(f"{name}: expected a positive number, got {getattr(config, name)!r}")
+        checks.positive_number(name, getattr(config, name))
+    if config.clip_norm != 0:
+        checks.positive_number("clip_norm", config.clip_norm)
     resolve_device(config.device)
 
 
@@ -66,30 +81,63 @@ def prepare_data(config: TrainConfig) -> ImageData:
     return data
 
 
-def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out: {out} exists and is not a folder")
-    if (out / "config.json").exists() and not (resume or overwrite):
+def prepare_out(out: Path, resume: bool = False, overwrite: bool = False) -> None:
+    """Make ``out`` ready for a run: writable, and holding no other run unless asked.
+
+    A folder that already holds a run (a ``config.json``) is continued with
+    ``resume`` or emptied of that run's files with ``overwrite``; with neither it is
+    refused, so a finished run is never overwritten by accident.
+    """
+    if resume and overwrite:
+        raise ValueError("overwrite: cannot be combined with resume (resume continues the "
+                         "run in out, overwrite replaces it)")
+    check_writable(out, "out")
+    if (out / CONFIG).exists() and not (resume or overwrite):
         raise ValueError(
             f"out: {out} already holds a run; pass --resume to continue it or "
             "--overwrite to replace it"
         )
+    if overwrite:
+        Checkpoints(out).clear()
+        for name in (CONFIG, METRICS, *FIGURES):
+            run_path(out, name).unlink(missing_ok=True)
+    remove_stale_temps(out)
+
+
+def check_resumable(out: Path, config: TrainConfig, x_shape) -> None:
+    """Refuse to resume ``out`` with a config that differs beyond :data:`RESUMABLE_FIELDS`."""
+    path = out / CHECKPOINT
+    if not path.is_file():
+        return
+    saved = dict(load_checkpoint(path).get("config", {}))
+    saved_shape = saved.pop("x_shape", None)
+    saved.pop("num_classes", None)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise ValueError(f"out: cannot write to {out} ({err.strerror})") from None
+        before = TrainConfig.from_dict(saved).to_dict()
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"checkpoint: {path} holds a config this version cannot read ({err})")
+    now = config.to_dict()
+    changed = [f"{k} is {before[k]!r} there, {now[k]!r} here" for k in now
+               if k not in RESUMABLE_FIELDS and before[k] != now[k]]
+    if saved_shape is not None and tuple(saved_shape) != tuple(x_shape):
+        changed.append(f"images are {list(saved_shape)} there, {list(x_shape)} here")
+    if changed:
+        raise ValueError(
+            f"checkpoint: {path} was written by another configuration ({'; '.join(changed)}); "
+            "resume with its own settings, or start a new run"
+        )
 
 
 def train(
     config: TrainConfig, resume: bool = False, overwrite: bool = False, progress: bool = False
 ) -> Tuple[nn.Module, List[Dict[str, Any]]]:
-    """Train the configured model; write its run folder; return the model and metrics."""
+    """Train the configured model; write its run folder; return the model and metrics.
+
+    Every check (config, data, run folder, checkpoint to resume) runs before anything
+    is written; see :func:`prepare_out` for ``resume`` and ``overwrite``.
+    """
     check_config(config)
     out = Path(config.out)
-    _check_out(out, resume, overwrite)
     data = prepare_data(config)
     device = resolve_device(config.device)
 
@@ -98,9 +146,12 @@ def train(
     model = build_model(config, data.x_shape, data.num_classes)
     model.check_data(data.x_train, "train data")
     model.check_data(data.x_test, "test data")
+    if resume:
+        check_resumable(out, config, data.x_shape)
+    prepare_out(out, resume, overwrite)
     model.to(device)
 
-    write_json(out / "config.json", config.to_dict())
+    write_json(run_path(out, CONFIG), config.to_dict())
     uses_labels = getattr(model, "uses_labels", False)
     train_set = (data.x_train, data.y_train) if uses_labels else (data.x_train,)
     test_set = (data.x_test, data.y_test) if uses_labels else (data.x_test,)
@@ -113,11 +164,15 @@ def train(
         batch_size=config.batch_size,
         elbo=_elbo(config),
         lr=config.lr,
+        clip_norm=config.clip_norm or None,
         seed=config.seed,
         device=device,
         transform=binarize if config.binarize == "dynamic" else None,
         run_dir=out,
         checkpoint_every=config.checkpoint_every,
+        checkpoint_steps=config.checkpoint_steps,
+        keep_checkpoints=config.keep_checkpoints,
+        max_bad_steps=config.max_bad_steps,
         resume=resume,
         config={**config.to_dict(), "x_shape": list(data.x_shape), "num_classes": data.num_classes},
         progress=progress,
@@ -139,9 +194,10 @@ def write_figures(model: nn.Module, data: ImageData, history, out: Path, seed: i
         torch.manual_seed(seed)
         samples = model.generate(64)
     x = data.x_test[:32].to(device)
-    plots.save(plots.image_grid(samples, 8, title="samples from the prior"), out / "samples.png")
-    plots.save(plots.reconstructions(x, model.reconstruct(x)), out / "reconstructions.png")
-    plots.save(plots.training_curves(history), out / "curves.png")
+    plots.save(plots.image_grid(samples, 8, title="samples from the prior"),
+               run_path(out, "samples.png"))
+    plots.save(plots.reconstructions(x, model.reconstruct(x)), run_path(out, "reconstructions.png"))
+    plots.save(plots.training_curves(history), run_path(out, "curves.png"))
     model.train()
 
 

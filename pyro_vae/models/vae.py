@@ -8,6 +8,7 @@ from torch import nn
 import pyro
 import pyro.poutine as poutine
 
+from ..checks import finite
 from ..guides import GUIDES
 from ..likelihoods import LIKELIHOODS
 from ..nets import Encoder, Decoder
@@ -133,7 +134,6 @@ class VAE(nn.Module):
                 f"got {list(x.shape)}"
             )
         if x.shape[0] == 0:
-            raise ValueError(f"{name}: the data set is empty")
-        if not torch.isfinite(x).all():
-            raise ValueError(f"{name}: contains NaN or inf values")
+            raise ValueError(f"{name}: expected at least one example, got an empty data set")
+        finite(name, x)
         self.likelihood.check(x, name)
