@@ -89,7 +89,7 @@ def test_nan_loss_stops_with_epoch_and_step():
         pyro.param("w", torch.zeros(()))
         pyro.factor("bad", torch.tensor(float("nan")))
 
-    with pytest.raises(FloatingPointError, match="epoch 1, step 0"):
+    with pytest.raises(FloatingPointError, match="epoch 1, step 1 of 2"):
         fit(model, lambda x: None, torch.randn(4), epochs=1, batch_size=2)
 
 
