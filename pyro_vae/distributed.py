@@ -1,0 +1,85 @@
+"""Data-parallel SVI on ``torch.distributed``: DDP over the ELBO, gloo on CPU, NCCL on GPU.
+
+Each of ``W`` processes (ranks) holds a replica of the networks and, every epoch, its
+own shard of one shared random order of the data (``DistributedSampler`` semantics:
+the order is padded by wrapping to a multiple of ``W`` and rank ``r`` takes positions
+``r, r + W, r + 2W, ...``; the order changes every epoch like ``set_epoch``).
+
+Each rank's loss is its shard's negative ELBO times ``W``, so the average that DDP
+takes of the ranks' gradients is the gradient of the whole combined batch: the same
+update as one process stepping on all ``W`` batches at once. Rank 0 alone logs and
+writes the run folder.
+
+Launch with ``torchrun --nproc_per_node N -m pyro_vae train ...``; the environment
+that torchrun sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``...) is
+read by :func:`init_from_env`.
+"""
+
+import os
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from pyro.infer import ELBO
+
+from .steps import ELBOLoss, FusedStep
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def launched() -> bool:
+    """Whether this process was started by ``torchrun`` (or another launcher) with W > 1."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init_from_env(device: torch.device) -> torch.device:
+    """Join the process group described by the environment; return this rank's device.
+
+    gloo on the CPU, NCCL on CUDA, where each rank takes GPU ``LOCAL_RANK``.
+    """
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def shard(order: torch.Tensor, rank: int, world: int) -> torch.Tensor:
+    """Rank ``rank``'s positions of ``order``, padded by wrapping to a multiple of ``world``."""
+    pad = (-len(order)) % world
+    if pad:
+        order = torch.cat([order, order[:pad]])
+    return order[rank::world]
+
+
+def ddp_step(
+    module: nn.Module, model: Callable, guide: Callable, elbo: ELBO, lr: float,
+) -> FusedStep:
+    """A :class:`~pyro_vae.steps.FusedStep` whose loss runs through DDP."""
+    device_ids = [module_device(module)] if module_device(module).type == "cuda" else None
+    loss = DistributedDataParallel(
+        ELBOLoss(module, model, guide, elbo, scale=float(world_size())), device_ids=device_ids
+    )
+    return FusedStep(model, guide, elbo, lr=lr, loss=loss)
+
+
+def module_device(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def all_sum(value: torch.Tensor) -> torch.Tensor:
+    """The sum of ``value`` over ranks (itself when not distributed)."""
+    if world_size() > 1:
+        value = value.clone()
+        dist.all_reduce(value)
+    return value
