@@ -33,12 +33,11 @@ from pyro.infer import (
     TraceGraph_ELBO,
     TraceMeanField_ELBO,
 )
-from pyro.infer.util import torch_item, zero_grads
-
 from . import checks
 from .checkpoint import Checkpoints, atomic_write, check_writable, remove_stale_temps, run_path
 from .evaluate import Tensors, as_tuple, elbo_terms
 from .interrupt import Interrupted, deferred_signals
+from .steps import STEPS, FusedStep, NonFiniteStep, SafeSVI, SVIStep, make_optim  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
@@ -60,70 +59,6 @@ def make_elbo(elbo: Union[str, ELBO], num_particles: int = 1) -> ELBO:
         return elbo
     checks.one_of("elbo", elbo, ELBOS)
     return ELBOS[elbo](num_particles=checks.integer("num_particles", num_particles))
-
-
-def make_optim(lr: float = 1e-3, clip_norm: Optional[float] = None) -> pyro.optim.PyroOptim:
-    """Pyro's Adam; with ``clip_norm`` each parameter tensor's gradient is first
-    rescaled to Euclidean norm at most ``clip_norm`` (Pyro's ``clip_args``, applied
-    per parameter, not to the norm of all gradients together). ``None`` or 0: no clipping.
-    """
-    lr = checks.positive_number("lr", lr)
-    clip = {"clip_norm": checks.positive_number("clip_norm", clip_norm)} if clip_norm else {}
-    return pyro.optim.Adam({"lr": lr}, clip_args=clip)
-
-
-class NonFiniteStep(FloatingPointError):
-    """A step of :class:`SafeSVI` met a NaN or inf; the parameters were not updated."""
-
-
-# The first line of torch's message when a distribution's argument fails its
-# constraint, which is how NaN or inf network outputs surface with validation on.
-_INVALID_ARGUMENT = "but found invalid values"
-
-
-class SafeSVI(SVI):
-    """Pyro's ``SVI`` whose ``step`` never writes NaN or inf into the parameters.
-
-    Pyro's own step applies the optimiser unconditionally, so one bad batch puts NaN
-    into every parameter it touches. Here a step whose loss or any gradient is NaN
-    or inf, or whose model or guide hands a distribution NaN or inf arguments (a
-    ``ValueError`` under Pyro's validation), leaves the parameters as they were,
-    zeroes the gradients and raises :class:`NonFiniteStep` saying which. Otherwise
-    the step is Pyro's, operation for operation.
-    """
-
-    def step(self, *args, **kwargs) -> float:
-        with poutine.trace(param_only=True) as param_capture:
-            try:
-                loss = torch_item(self.loss_and_grads(self.model, self.guide, *args, **kwargs))
-                problem = None
-            except ValueError as err:
-                if _INVALID_ARGUMENT not in str(err):
-                    raise
-                what = str(err).split(_INVALID_ARGUMENT)[0].rstrip(", ")
-                loss, problem = math.nan, f"NaN or inf in a distribution's arguments ({what})"
-        params = {site["value"].unconstrained() for site in param_capture.trace.nodes.values()}
-        problem = problem or _non_finite(loss, params)
-        if problem is None:
-            self.optim(params)
-        zero_grads(params)
-        if problem is not None:
-            raise NonFiniteStep(problem)
-        return loss
-
-
-def _non_finite(loss: float, params) -> Optional[str]:
-    """What is NaN or inf, the loss or the gradients of which parameters; else None."""
-    if not math.isfinite(loss):
-        return f"loss is {loss}"
-    grads = [p.grad for p in params if p.grad is not None]
-    # One reduction, one device sync: NaN or inf anywhere makes the sum non-finite.
-    if grads and not torch.isfinite(sum(g.sum() for g in grads)):
-        store = pyro.get_param_store()
-        bad = sorted(store.param_name(p) for p in params
-                     if p.grad is not None and not torch.isfinite(p.grad).all())
-        return f"gradient of {', '.join(bad) or 'the parameters'} is not finite (loss {loss:.6g})"
-    return None
 
 
 def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
@@ -203,7 +138,7 @@ def _create_params(model: Callable, guide: Callable, batch: Sequence[torch.Tenso
     poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*batch)
 
 
-def _restore(state: Dict[str, Any], optim: pyro.optim.PyroOptim, source: Path) -> None:
+def _restore(state: Dict[str, Any], step, source: Path) -> None:
     """Copy checkpointed (unconstrained) parameter values into the param store in place."""
     saved = state["params"]
     current = dict(pyro.get_param_store().named_parameters())
@@ -220,7 +155,7 @@ def _restore(state: Dict[str, Any], optim: pyro.optim.PyroOptim, source: Path) -
             )
         with torch.no_grad():
             value.copy_(saved[name])
-    optim.set_state(state["optim"])
+    step.load_state_dict(state["optim"])
 
 
 def _check_data(
@@ -248,8 +183,7 @@ def _check_data(
 
 def _snapshot(
     at: Progress,
-    optim: pyro.optim.PyroOptim,
-    restored_optim: Dict[str, Any],
+    step,
     generator: torch.Generator,
     history: List[Dict[str, Any]],
     config: Optional[Dict[str, Any]],
@@ -261,10 +195,7 @@ def _snapshot(
         **vars(at),
         "batch_size": batch_size,
         "params": {k: v.detach().cpu() for k, v in pyro.get_param_store().named_parameters()},
-        # A Pyro optimiser reports only the parameters it has stepped since it was
-        # made; a resumed run that saves before its first step (the end of an epoch
-        # whose steps were all done) must pass on the state it restored.
-        "optim": {**restored_optim, **optim.get_state()},
+        "optim": step.state_dict(),
         "rng": rng_state(generator),
         # A JSON round trip turns numpy scalars from hooks into floats: the safe
         # loader refuses anything but plain types.
@@ -278,10 +209,10 @@ def _resume(
     model: Callable,
     guide: Callable,
     data: Sequence[torch.Tensor],
-    optim: pyro.optim.PyroOptim,
+    step,
     generator: torch.Generator,
     batch_size: int,
-) -> Tuple[Progress, List[Dict[str, Any]], Dict[str, Any]]:
+) -> Tuple[Progress, List[Dict[str, Any]]]:
     """Progress, history and optimiser state of ``store``'s newest checkpoint; its
     parameters and random states are restored in place."""
     state = store.load()
@@ -303,11 +234,11 @@ def _resume(
             f"of {batch_size}"
         )
     _create_params(model, guide, tuple(t[:1] for t in data))
-    _restore(state, optim, store.latest)
+    _restore(state, step, store.latest)
     set_rng_state(state["rng"], generator)
     at = Progress(**{k: state[k] for k in PROGRESS_FIELDS})
     logger.info("resumed from %s at %s", store.latest, at.describe())
-    return at, list(state["history"]), state["optim"]
+    return at, list(state["history"])
 
 
 def fit(
@@ -320,6 +251,7 @@ def fit(
     batch_size: int = 128,
     elbo: Union[str, ELBO] = "Trace_ELBO",
     optim: Optional[pyro.optim.PyroOptim] = None,
+    step: Optional[str] = None,
     lr: float = 1e-3,
     clip_norm: Optional[float] = None,
     seed: Optional[int] = 0,
@@ -340,7 +272,7 @@ def fit(
 
     Each epoch draws a random order of the ``N`` examples; each step slices every
     tensor of ``data`` with the next ``batch_size`` indices of that order and calls
-    ``svi.step(*batch)``, so the model and guide receive the same positional
+    one SVI step on it (``step(*batch)``), so the model and guide receive the same positional
     arguments (``model(x)``, or ``model(x, y)`` when ``data = (x, y)``). A
     ``batch_size`` larger than ``N`` is allowed and means one full batch per epoch
     (as with a ``DataLoader``); a warning says so.
@@ -357,7 +289,7 @@ def fit(
     raises :class:`pyro_vae.interrupt.Interrupted`.
 
     A step that meets a NaN or inf (loss, gradient, or a distribution's arguments)
-    leaves the parameters untouched (:class:`SafeSVI`); after more than
+    leaves the parameters untouched (see :mod:`pyro_vae.steps`); after more than
     ``max_bad_steps`` such steps in the run, ``FloatingPointError`` names the problem,
     the epoch and the step, and the last checkpoint on disk is the last good one.
 
@@ -368,7 +300,11 @@ def fit(
     :param test_data: held-out data, evaluated after each epoch with
         :func:`pyro_vae.evaluate.elbo_terms` (``test_loss``, ``recon``, ``kl``).
     :param elbo: a name in :data:`ELBOS` or any Pyro ``ELBO`` object.
-    :param optim: a Pyro optimiser; default :func:`make_optim` ``(lr, clip_norm)``.
+    :param optim: a Pyro optimiser (implies ``step="svi"``); default Adam with ``lr``.
+    :param step: ``"fused"`` (default without ``optim``): the ELBO's
+        ``differentiable_loss`` and one fused ``torch.optim.Adam``; ``"svi"``: Pyro's
+        ``SVI.step`` with a Pyro optimiser. Same loss and gradients; see
+        :mod:`pyro_vae.steps`.
     :param clip_norm: clip each parameter's gradient norm (default optimiser only).
     :param seed: seeds Pyro, torch, numpy and python, and the batch order.
     :param device: where ``data`` lives (``"auto"``, ``"cpu"``, ``"cuda"``); the
@@ -396,11 +332,13 @@ def fit(
     checkpoint_steps = checks.integer("checkpoint_steps", checkpoint_steps, minimum=0)
     keep_checkpoints = checks.integer("keep_checkpoints", keep_checkpoints)
     max_bad_steps = checks.integer("max_bad_steps", max_bad_steps, minimum=0)
-    if optim is None:
-        optim = make_optim(lr, clip_norm)
-    elif clip_norm:
+    step = step or ("svi" if optim is not None else "fused")
+    checks.one_of("step", step, STEPS)
+    if optim is not None and clip_norm:
         raise ValueError("clip_norm: applies to the default optimiser only; pass "
                          "clip_args to your own Pyro optimiser instead")
+    if optim is not None and step != "svi":
+        raise ValueError(f"optim: a Pyro optimiser runs with step='svi', got step={step!r}")
     loss = make_elbo(elbo)
     if batch_size > n:
         logger.warning("batch_size %d exceeds the %d examples: one full batch per epoch",
@@ -420,19 +358,21 @@ def fit(
     if seed is not None:
         pyro.set_rng_seed(seed)
     generator = torch.Generator().manual_seed(0 if seed is None else seed)
-    svi = SafeSVI(model, guide, optim, loss)
+    if step == "svi":
+        stepper = SVIStep(model, guide, loss, optim or make_optim(lr, clip_norm))
+    else:
+        stepper = FusedStep(model, guide, loss, lr=checks.positive_number("lr", lr),
+                            clip_norm=clip_norm and checks.positive_number("clip_norm", clip_norm))
 
-    at, history, restored_optim = Progress(), [], {}
+    at, history = Progress(), []
     if resume and store is not None and store.latest.is_file():
-        at, history, restored_optim = _resume(store, model, guide, data, optim, generator,
-                                              batch_size)
+        at, history = _resume(store, model, guide, data, stepper, generator, batch_size)
     elif store is not None:
         store.clear()
 
     def save(at: Progress) -> None:
         if store is not None:
-            store.save(_snapshot(at, optim, restored_optim, generator, history, config,
-                                 batch_size))
+            store.save(_snapshot(at, stepper, generator, history, config, batch_size))
 
     def stop_if_asked(at: Progress) -> None:
         signum = pending()
@@ -457,7 +397,7 @@ def fit(
                 while at.step < len(batches):
                     batch = _batch(data, batches[at.step], transform, generator)
                     try:
-                        at.count(svi.step(*batch), len(batch[0]))
+                        at.count(stepper(*batch), len(batch[0]))
                     except NonFiniteStep as err:
                         at.count_bad()
                         _bad_step(at, str(err), len(batches), max_bad_steps, store)

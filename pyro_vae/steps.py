@@ -1,22 +1,25 @@
 """One optimisation step of SVI, two ways with the same mathematics.
 
-``SVIStep`` is Pyro's ``SVI.step``: the ELBO's ``loss_and_grads``, then a Pyro
+``svi`` (:class:`SVIStep`) is Pyro's ``SVI.step`` (as :class:`SafeSVI`, which never
+writes NaN or inf into the parameters): the ELBO's ``loss_and_grads``, then a Pyro
 optimiser that keeps one ``torch.optim`` instance per parameter.
 
-``FusedStep`` computes the same loss with the ELBO's ``differentiable_loss`` and
-updates every parameter with one ``torch.optim.Adam`` (fused kernels where the
-device has them). Adam is elementwise, so one optimiser over all parameters makes
-the same update as one optimiser per parameter. What it drops is overhead only:
+``fused`` (:class:`FusedStep`, the default of :func:`pyro_vae.fit`) computes the same
+loss with the ELBO's ``differentiable_loss`` and updates every parameter with one
+``torch.optim.Adam`` (fused kernels where the device has them). Adam is elementwise,
+so one optimiser over all parameters makes the same update as one per parameter.
+What it drops is overhead only:
 
 * per-parameter optimiser objects and their Python loop;
 * Pyro's validation checks after the first step, which has already validated the
-  model and guide (each check is a host sync on a GPU);
-* ``loss.item()`` per step: the loss is returned as a tensor on the device.
+  model and guide (each check costs time, and a host sync on a GPU).
 
-``tests/test_steps.py`` checks that both give the same loss and gradients.
-Steps are selected by name through :data:`STEPS`.
+Both skip the update of a step whose loss or gradients are NaN or inf and raise
+:class:`NonFiniteStep`. ``tests/test_steps.py`` checks that they give the same loss
+and gradients. Steps are found by name in :data:`STEPS`.
 """
 
+import math
 from typing import Any, Callable, Dict, List, Optional
 
 import torch
@@ -24,7 +27,75 @@ from torch import nn
 
 import pyro
 import pyro.optim
-from pyro.infer import SVI, ELBO
+import pyro.poutine as poutine
+from pyro.infer import ELBO, SVI
+from pyro.infer.util import is_validation_enabled, torch_item, zero_grads
+
+from . import checks
+
+
+def make_optim(lr: float = 1e-3, clip_norm: Optional[float] = None) -> pyro.optim.PyroOptim:
+    """Pyro's Adam; with ``clip_norm`` each parameter tensor's gradient is first
+    rescaled to Euclidean norm at most ``clip_norm`` (Pyro's ``clip_args``, applied
+    per parameter, not to the norm of all gradients together). ``None`` or 0: no clipping.
+    """
+    lr = checks.positive_number("lr", lr)
+    clip = {"clip_norm": checks.positive_number("clip_norm", clip_norm)} if clip_norm else {}
+    return pyro.optim.Adam({"lr": lr}, clip_args=clip)
+
+
+class NonFiniteStep(FloatingPointError):
+    """A step of :class:`SafeSVI` met a NaN or inf; the parameters were not updated."""
+
+
+# The first line of torch's message when a distribution's argument fails its
+# constraint, which is how NaN or inf network outputs surface with validation on.
+_INVALID_ARGUMENT = "but found invalid values"
+
+
+class SafeSVI(SVI):
+    """Pyro's ``SVI`` whose ``step`` never writes NaN or inf into the parameters.
+
+    Pyro's own step applies the optimiser unconditionally, so one bad batch puts NaN
+    into every parameter it touches. Here a step whose loss or any gradient is NaN
+    or inf, or whose model or guide hands a distribution NaN or inf arguments (a
+    ``ValueError`` under Pyro's validation), leaves the parameters as they were,
+    zeroes the gradients and raises :class:`NonFiniteStep` saying which. Otherwise
+    the step is Pyro's, operation for operation.
+    """
+
+    def step(self, *args, **kwargs) -> float:
+        with poutine.trace(param_only=True) as param_capture:
+            try:
+                loss = torch_item(self.loss_and_grads(self.model, self.guide, *args, **kwargs))
+                problem = None
+            except ValueError as err:
+                if _INVALID_ARGUMENT not in str(err):
+                    raise
+                what = str(err).split(_INVALID_ARGUMENT)[0].rstrip(", ")
+                loss, problem = math.nan, f"NaN or inf in a distribution's arguments ({what})"
+        params = {site["value"].unconstrained() for site in param_capture.trace.nodes.values()}
+        problem = problem or _non_finite(loss, params)
+        if problem is None:
+            self.optim(params)
+        zero_grads(params)
+        if problem is not None:
+            raise NonFiniteStep(problem)
+        return loss
+
+
+def _non_finite(loss: float, params) -> Optional[str]:
+    """What is NaN or inf, the loss or the gradients of which parameters; else None."""
+    if not math.isfinite(loss):
+        return f"loss is {loss}"
+    grads = [p.grad for p in params if p.grad is not None]
+    # One reduction, one device sync: NaN or inf anywhere makes the sum non-finite.
+    if grads and not torch.isfinite(sum(g.sum() for g in grads)):
+        store = pyro.get_param_store()
+        bad = sorted(store.param_name(p) for p in params
+                     if p.grad is not None and not torch.isfinite(p.grad).all())
+        return f"gradient of {', '.join(bad) or 'the parameters'} is not finite (loss {loss:.6g})"
+    return None
 
 
 def adam(params, lr: float) -> torch.optim.Optimizer:
@@ -37,19 +108,24 @@ def adam(params, lr: float) -> torch.optim.Optimizer:
 
 
 class SVIStep:
-    """Pyro's ``SVI.step``. ``optim`` is any :class:`pyro.optim.PyroOptim`."""
+    """Pyro's ``SVI.step`` (as :class:`SafeSVI`) with any :class:`pyro.optim.PyroOptim`."""
 
     def __init__(self, model: Callable, guide: Callable, elbo: ELBO, optim: pyro.optim.PyroOptim):
-        self.svi = SVI(model, guide, optim, elbo)
+        self.svi = SafeSVI(model, guide, optim, elbo)
+        self._restored: Dict[str, Any] = {}
 
-    def __call__(self, *batch) -> torch.Tensor:
-        return torch.tensor(self.svi.step(*batch))
+    def __call__(self, *batch) -> float:
+        return self.svi.step(*batch)
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"step": "svi", "optim": self.svi.optim.get_state()}
+        # A Pyro optimiser reports only the parameters it has stepped since it was
+        # made; a resumed run that saves before its first step must pass on the
+        # state it restored.
+        return {"step": "svi", "optim": {**self._restored, **self.svi.optim.get_state()}}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         _expect(state, "svi")
+        self._restored = state["optim"]
         self.svi.optim.set_state(state["optim"])
 
 
@@ -60,6 +136,8 @@ class FusedStep:
     forward pass (which creates them) and again whenever new ones appear.
 
     :param lr: Adam's learning rate.
+    :param clip_norm: rescale each parameter's gradient to norm at most this, as
+        Pyro's ``clip_args={"clip_norm": ...}`` does.
     :param optimizer: ``optimizer(params) -> torch.optim.Optimizer`` to use instead
         of fused Adam.
     :param loss: ``loss(*batch) -> tensor`` to use instead of the ELBO's
@@ -73,33 +151,61 @@ class FusedStep:
         guide: Callable,
         elbo: ELBO,
         lr: float = 1e-3,
+        clip_norm: Optional[float] = None,
         optimizer: Optional[Callable[[List[torch.Tensor]], torch.optim.Optimizer]] = None,
         loss: Optional[Callable[..., torch.Tensor]] = None,
     ):
         self.loss = loss or (lambda *batch: elbo.differentiable_loss(model, guide, *batch))
         self.make_optimizer = optimizer or (lambda params: adam(params, lr))
+        self.clip_norm = clip_norm
         self.optimizer: Optional[torch.optim.Optimizer] = None
         self.names: List[str] = []
+        self.params: List[torch.Tensor] = []
         self._pending_state: Optional[Dict[str, Any]] = None
 
-    def __call__(self, *batch) -> torch.Tensor:
-        if self.optimizer is None:
-            loss = self.loss(*batch)  # validated as configured; creates the parameters
-            named = dict(pyro.get_param_store().named_parameters())
-            self.names = sorted(named)
-            self.optimizer = self.make_optimizer([named[n] for n in self.names])
-            if self._pending_state is not None:
-                self._load(self._pending_state)
-                self._pending_state = None
-        else:
-            with pyro.validation_enabled(False):
+    def __call__(self, *batch) -> float:
+        first = self.optimizer is None
+        try:
+            # The first step runs with validation as configured and creates the
+            # parameters; later ones skip the checks it has already passed.
+            with pyro.validation_enabled(is_validation_enabled() and first):
                 loss = self.loss(*batch)
-            if len(pyro.get_param_store()) != len(self.names):
-                self._add_new_params()
+        except ValueError as err:
+            if _INVALID_ARGUMENT not in str(err):
+                raise
+            what = str(err).split(_INVALID_ARGUMENT)[0].rstrip(", ")
+            raise NonFiniteStep(f"NaN or inf in a distribution's arguments ({what})") from None
+        if first:
+            self._build()
+        elif len(pyro.get_param_store()) != len(self.names):
+            self._add_new_params()
+        if not getattr(loss, "requires_grad", False):  # nothing to train, as in SVI
+            problem = _non_finite(torch_item(loss), [])
+            if problem is not None:
+                raise NonFiniteStep(problem)
+            return torch_item(loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.clip_norm:
+            for p in self.params:
+                if p.grad is not None:
+                    nn.utils.clip_grad_norm_(p, self.clip_norm)
+        value = loss.item()  # one host sync per step, as SVI.step
+        problem = _non_finite(value, self.params)
+        if problem is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteStep(problem)
         self.optimizer.step()
-        return loss.detach()
+        return value
+
+    def _build(self) -> None:
+        named = dict(pyro.get_param_store().named_parameters())
+        self.names = sorted(named)
+        self.params = [named[n] for n in self.names]
+        self.optimizer = self.make_optimizer(self.params)
+        if self._pending_state is not None:
+            self._load(self._pending_state)
+            self._pending_state = None
 
     def _add_new_params(self) -> None:
         """A model that creates parameters after the first step gets them optimised too."""
@@ -107,10 +213,11 @@ class FusedStep:
         new = sorted(set(named) - set(self.names))
         self.optimizer.add_param_group({"params": [named[n] for n in new]})
         self.names += new  # the optimiser's order: groups are appended
+        self.params += [named[n] for n in new]
 
     def state_dict(self) -> Dict[str, Any]:
         if self.optimizer is None:
-            return {"step": "fused", "names": [], "optim": {}}
+            return dict(self._pending_state or {"step": "fused", "names": [], "optim": {}})
         return {"step": "fused", "names": list(self.names), "optim": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
@@ -125,11 +232,12 @@ class FusedStep:
         if not state["names"]:
             return
         if sorted(state["names"]) != sorted(self.names):
-            raise ValueError("checkpoint: optimiser state was written for other parameters")
+            raise ValueError("checkpoint: its optimiser state was written for other parameters")
         if state["names"] != self.names:  # rebuild in the saved order so indices match
             named = dict(pyro.get_param_store().named_parameters())
             self.names = list(state["names"])
-            self.optimizer = self.make_optimizer([named[n] for n in self.names])
+            self.params = [named[n] for n in self.names]
+            self.optimizer = self.make_optimizer(self.params)
         self.optimizer.load_state_dict(state["optim"])
 
 

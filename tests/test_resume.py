@@ -103,7 +103,7 @@ def test_resume_saving_before_its_first_step_keeps_the_optimiser_state(tmp_path)
     _train(run, resume=True, checkpoint_steps=7, crash_at=1)
     state = load_checkpoint(run / CHECKPOINT)
     assert (state["epoch"], state["step"]) == (1, 0)
-    assert state["optim"].keys() == state["params"].keys()
+    assert state["optim"]["names"] == sorted(state["params"])  # the restored state, passed on
     _train(run, resume=True, checkpoint_steps=7)
     assert_same_run(tmp_path / "ref", run)
 

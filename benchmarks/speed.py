@@ -1,0 +1,163 @@
+"""Training speed of pyro_vae against a plain PyTorch VAE, in one process and one run.
+
+    python benchmarks/speed.py                                  # mnist-10k, batch 32/128/512
+    python benchmarks/speed.py --dataset fashion-mnist --batch-sizes 128 --repeats 3
+    make bench-speed
+
+Every row trains the same 784-400-50 network (ReLU, Bernoulli likelihood, closed-form
+Gaussian KL, Adam 1e-3) on data resident on the device, batched by index:
+
+* ``plain``: a VAE written in plain PyTorch below (the pytorch/examples model), the
+  reference every ratio is taken against;
+* ``svi``: ``pyro_vae.fit(..., step="svi")``, Pyro's ``SVI.step`` with ``pyro.optim.Adam``;
+* ``fused``: ``pyro_vae.fit(..., step="fused")``, the default: the same loss and
+  gradients, one fused Adam, validation after the first step off, no per-step sync;
+* ``jit``: Pyro's ``JitTraceMeanField_ELBO`` through ``SVI`` (``--jit``).
+
+Each repeat is one epoch; variants take turns, so slow drifts of the machine hit
+all of them alike. The table gives medians; ``ratio`` is epoch time over ``plain``.
+"""
+
+import argparse
+import platform
+import resource
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import pyro
+
+from pyro_vae import VAE, fit, load_dataset
+from pyro_vae.data import batch_indices
+
+
+class PlainVAE(nn.Module):
+    """The reference: encoder 784-400-(50, 50), decoder 50-400-784, as in pytorch/examples."""
+
+    def __init__(self, x_dim=784, hidden=400, z_dim=50):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(x_dim, hidden), nn.ReLU(), nn.Linear(hidden, 2 * z_dim))
+        self.decoder = nn.Sequential(nn.Linear(z_dim, hidden), nn.ReLU(), nn.Linear(hidden, x_dim))
+
+    def forward(self, x):
+        x = x.flatten(1)
+        mu, log_var = self.encoder(x).chunk(2, -1)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * log_var)
+        recon = F.binary_cross_entropy_with_logits(self.decoder(z), x, reduction="sum")
+        kl = -0.5 * torch.sum(1 + log_var - mu**2 - log_var.exp())
+        return recon + kl
+
+
+def plain_epoch(model, optimizer, x, batch_size, generator):
+    total = torch.zeros((), device=x.device)
+    for idx in batch_indices(len(x), batch_size, generator):
+        optimizer.zero_grad()
+        loss = model(x[idx.to(x.device)])
+        loss.backward()
+        optimizer.step()
+        total += loss.detach()
+    return total.item()
+
+
+def rss_mib():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine(device):
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+    return (f"{cpu}{gpu}; torch {torch.__version__}, pyro {pyro.__version__}, "
+            f"{torch.get_num_threads()} CPU threads")
+
+
+def make_variants(x, batch_size, device, jit):
+    """name -> callable running one epoch and returning its wall time."""
+    variants = {}
+    generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    plain = PlainVAE().to(device)
+    optimizer = torch.optim.Adam(plain.parameters(), lr=1e-3)
+
+    def run_plain():
+        sync(device)
+        t0 = time.perf_counter()
+        plain_epoch(plain, optimizer, x, batch_size, generator)
+        sync(device)
+        return time.perf_counter() - t0
+
+    variants["plain"] = run_plain
+    steps = {"svi": ("svi", "TraceMeanField_ELBO"), "fused": ("fused", "TraceMeanField_ELBO")}
+    if jit:
+        steps["jit"] = ("svi", pyro.infer.JitTraceMeanField_ELBO())
+    for name, (step, elbo) in steps.items():
+        # every variant has its own networks; names in the param store are kept apart
+        vae = VAE(x_shape=x.shape[1:], z_dim=50, hidden=(400,)).to(device)
+        variants[name] = epoch_runner(vae, name, step, elbo, x, batch_size, device)
+    return variants
+
+
+def epoch_runner(vae, name, step, elbo, x, batch_size, device):
+    scope = pyro.poutine.scope(prefix=name)
+
+    def run():
+        history = fit(scope(vae.model), scope(vae.guide), x, epochs=1, batch_size=batch_size,
+                      elbo=elbo, step=step, seed=None)
+        return history[-1]["epoch_s"]
+
+    return run
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="mnist-10k")
+    parser.add_argument("--batch-sizes", default="32,128,512")
+    parser.add_argument("--repeats", type=int, default=5, help="epochs per variant (median)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (fixed)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--jit", action="store_true", help="add Pyro's JitTraceMeanField_ELBO")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    x = load_dataset(args.dataset).x_train.to(device)
+    print(f"# {machine(device)}")
+    print(f"# {args.dataset}: {len(x)} training images on {device}; median of {args.repeats} epochs")
+    print(f"{'batch':>5} {'variant':<7} {'epoch s':>8} {'ms/step':>8} {'images/s':>9} "
+          f"{'ratio':>6} {'RSS MiB':>8} {'peak MiB':>9}")
+    for batch_size in map(int, args.batch_sizes.split(",")):
+        pyro.clear_param_store()
+        variants = make_variants(x, batch_size, device, args.jit)
+        times = {name: [] for name in variants}
+        for name, run in variants.items():  # warm-up epoch: allocations, first-step checks
+            run()
+        for _ in range(args.repeats):
+            for name, run in variants.items():
+                times[name].append(run())
+        steps = -(-len(x) // batch_size)
+        reference = statistics.median(times["plain"])
+        for name, values in times.items():
+            epoch_s = statistics.median(values)
+            print(f"{batch_size:>5} {name:<7} {epoch_s:>8.3f} {1e3 * epoch_s / steps:>8.2f} "
+                  f"{len(x) / epoch_s:>9.0f} {epoch_s / reference:>6.2f} {rss_mib():>8.0f} "
+                  f"{peak_rss_mib():>9.0f}")
+
+
+if __name__ == "__main__":
+    main()
