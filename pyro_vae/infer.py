@@ -42,6 +42,10 @@ ELBOS = {
     # max_plate_nesting=1: every model here has the single plate "data".
     "TraceEnum_ELBO": lambda **kw: TraceEnum_ELBO(max_plate_nesting=1, **kw),
     "RenyiELBO": RenyiELBO,
+    # The importance-weighted bound of Burda et al. (2015), with num_particles = K
+    # samples per item: Renyi's bound at alpha = 0. Pyro keeps the "data" plate's
+    # dim when it averages the weights, so the bound is per item, as it must be.
+    "IWAE": lambda **kw: RenyiELBO(alpha=0, **kw),
 }
 METRICS = "metrics.jsonl"
 

@@ -18,8 +18,11 @@ from . import plots
 from .checkpoint import CHECKPOINT, load_checkpoint, write_json
 from .config import TrainConfig
 from .data import BINARIZE, DATASETS, ImageData, binarize, load_dataset
+from .guides import GUIDES
 from .infer import ELBOS, fit, resolve_device
+from .likelihoods import LIKELIHOODS
 from .models import MODELS
+from .priors import PRIORS
 
 logger = logging.getLogger(__name__)
 TEST_BINARIZE_SEED = 0  # the binarised test set is the same for every run
@@ -32,18 +35,22 @@ def check_config(config: TrainConfig) -> None:
         "model": sorted(MODELS),
         "elbo": sorted(ELBOS),
         "binarize": BINARIZE,
+        "prior": sorted(PRIORS),
+        "guide": sorted(GUIDES),
+        "likelihood": sorted(LIKELIHOODS),
     }
     for name, valid in choices.items():
         if getattr(config, name) not in valid:
             raise ValueError(f"{name}: expected one of {list(valid)}, got {getattr(config, name)!r}")
-    positive_ints = ("z_dim", "batch_size", "num_particles", "checkpoint_every")
+    positive_ints = ("z_dim", "batch_size", "num_particles", "checkpoint_every",
+                     "mixture_components", "pseudo_inputs", "flow_layers", "guide_rank")
     for name in positive_ints:
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}: expected a positive integer, got {value!r}")
     if not isinstance(config.epochs, int) or config.epochs < 0:
         raise ValueError(f"epochs: expected a non-negative integer, got {config.epochs!r}")
-    for name in ("lr", "beta"):
+    for name in ("lr", "beta", "normal_scale"):
         if not getattr(config, name) > 0:
             raise ValueError(f"{name}: expected a positive number, got {getattr(config, name)!r}")
     resolve_device(config.device)
