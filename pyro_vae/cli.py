@@ -19,7 +19,7 @@ import torch
 
 from . import plots
 from .config import TrainConfig, parse_hidden
-from .evaluate import elbo_terms
+from .evaluate import evaluation_report
 from .interrupt import Interrupted
 from .train import load_run, prepare_data, train
 
@@ -82,18 +82,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.iw_samples < 0:
+        raise ValueError(f"iw_samples: expected a non-negative integer, got {args.iw_samples}")
+    if args.num_images is not None and args.num_images < 1:
+        raise ValueError(f"num_images: expected a positive integer, got {args.num_images}")
     model, config = load_run(args.run_dir, args.device)
     data = prepare_data(config)
     uses_labels = getattr(model, "uses_labels", False)
     device = next(model.parameters()).device
-    test = (data.x_test.to(device), data.y_test.to(device)) if uses_labels else data.x_test.to(device)
+    keep = slice(args.num_images)
+    x_test, y_test = data.x_test[keep].to(device), data.y_test[keep].to(device)
+    test = (x_test, y_test) if uses_labels else x_test
     torch.manual_seed(args.seed)
-    result = elbo_terms(model.model, model.guide, test, batch_size=args.batch_size)
-    result["num_images"] = len(data.x_test)
+    result = evaluation_report(model.model, model.guide, test, iw_samples=args.iw_samples,
+                               batch_size=args.batch_size)
+    result["num_images"] = len(x_test)
     if args.json:
         print(json.dumps(result))
     else:
         for key, value in result.items():
+            if isinstance(value, list):
+                value = " ".join(f"{v:.2f}" for v in value)
             print(f"{key:>12}  {value:.4f}" if isinstance(value, float) else f"{key:>12}  {value}")
     return 0
 
@@ -138,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_train)
 
     for name, helptext, func in (
-        ("evaluate", "test loss of a run's checkpoint", _cmd_evaluate),
+        ("evaluate", "test ELBO, log-likelihood and latent use of a run's checkpoint",
+         _cmd_evaluate),
         ("sample", "images decoded from prior samples", _cmd_sample),
         ("reconstruct", "test inputs beside their reconstructions (PNG)", _cmd_reconstruct),
     ):
@@ -150,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "evaluate":
             p.add_argument("--json", action="store_true", help="one JSON object on stdout")
             p.add_argument("--batch-size", type=int, default=1000)
+            p.add_argument("--iw-samples", type=int, default=0, metavar="K",
+                           help="importance samples per image for the estimate of log p(x) "
+                           "(nll, bits_per_dim); 0 skips it; the literature uses 5000 "
+                           "(default: 0)")
+            p.add_argument("--num-images", type=int, metavar="N",
+                           help="evaluate the first N test images (default: all)")
         elif name == "sample":
             p.add_argument("--num", type=int, default=64, help="number of images")
             p.add_argument("--out", required=True, help="FILE.png (grid) or FILE.npy [N, C, H, W]")

@@ -29,17 +29,28 @@ class TrainConfig:
     z_dim: int = _field(50, "latent dimension")
     hidden: Tuple[int, ...] = _field((400,), "hidden widths, e.g. 400 or 200,200")
     activation: str = _field("relu", "activation (pyro_vae.nets.ACTIVATIONS)")
-    prior: str = _field("normal", "prior p(z) (pyro_vae.priors.PRIORS)")
-    likelihood: str = _field("bernoulli", "likelihood p(x|z) (pyro_vae.likelihoods.LIKELIHOODS)")
-    guide: str = _field("diagonal", "variational family q(z|x) (pyro_vae.guides.GUIDES)")
+    prior: str = _field("normal", "prior p(z): normal, learned, mog, vamp or flow "
+                        "(pyro_vae.priors.PRIORS)")
+    likelihood: str = _field("bernoulli", "likelihood p(x|z): bernoulli, continuous-bernoulli, "
+                             "normal or normal-fixed (pyro_vae.likelihoods.LIKELIHOODS)")
+    guide: str = _field("diagonal", "variational family q(z|x): diagonal, lowrank, full or iaf "
+                        "(pyro_vae.guides.GUIDES)")
     beta: float = _field(1.0, "weight of the KL term (beta-VAE)")
+    mixture_components: int = _field(10, "mixture components of the 'mog' prior")
+    pseudo_inputs: int = _field(500, "learnt pseudo-inputs of the 'vamp' prior")
+    flow_layers: int = _field(2, "autoregressive flow layers of the 'iaf' guide and "
+                              "the 'flow' prior")
+    guide_rank: int = _field(2, "rank of the covariance factor of the 'lowrank' guide")
+    normal_scale: float = _field(0.1, "pixel standard deviation of the 'normal-fixed' "
+                                 "likelihood")
     # optimisation
     epochs: int = _field(10, "training epochs")
     batch_size: int = _field(128, "images per SVI step")
     lr: float = _field(1e-3, "Adam learning rate")
     clip_norm: float = _field(0.0, "clip each parameter's gradient to this norm (0: off)")
     max_bad_steps: int = _field(0, "steps with a NaN or inf loss skipped before stopping")
-    elbo: str = _field("Trace_ELBO", "Pyro ELBO (pyro_vae.infer.ELBOS)")
+    elbo: str = _field("Trace_ELBO", "Pyro ELBO (pyro_vae.infer.ELBOS); IWAE trains on the "
+                       "importance-weighted bound with --num-particles samples")
     num_particles: int = _field(1, "samples of z per image in the ELBO estimate")
     seed: int = _field(0, "random seed")
     device: str = _field("auto", "auto, cpu or cuda")

@@ -48,6 +48,10 @@ ELBOS = {
     # max_plate_nesting=1: every model here has the single plate "data".
     "TraceEnum_ELBO": lambda **kw: TraceEnum_ELBO(max_plate_nesting=1, **kw),
     "RenyiELBO": RenyiELBO,
+    # The importance-weighted bound of Burda et al. (2015), with num_particles = K
+    # samples per item: Renyi's bound at alpha = 0. Pyro keeps the "data" plate's
+    # dim when it averages the weights, so the bound is per item, as it must be.
+    "IWAE": lambda **kw: RenyiELBO(alpha=0, **kw),
 }
 METRICS = "metrics.jsonl"
 CHECKPOINT_FORMAT = 2
@@ -301,7 +305,7 @@ def fit(
         :func:`pyro_vae.evaluate.elbo_terms` (``test_loss``, ``recon``, ``kl``).
     :param elbo: a name in :data:`ELBOS` or any Pyro ``ELBO`` object.
     :param optim: a Pyro optimiser (implies ``step="svi"``); default Adam with ``lr``.
-    :param step: ``"fused"`` (default without ``optim``): the ELBO's
+    :param step: ``"fused"`` (the default where it applies): the ELBO's
         ``differentiable_loss`` and one fused ``torch.optim.Adam``; ``"svi"``: Pyro's
         ``SVI.step`` with a Pyro optimiser. Same loss and gradients; see
         :mod:`pyro_vae.steps`.
@@ -332,14 +336,20 @@ def fit(
     checkpoint_steps = checks.integer("checkpoint_steps", checkpoint_steps, minimum=0)
     keep_checkpoints = checks.integer("keep_checkpoints", keep_checkpoints)
     max_bad_steps = checks.integer("max_bad_steps", max_bad_steps, minimum=0)
-    step = step or ("svi" if optim is not None else "fused")
+    loss = make_elbo(elbo)
+    # The fused step needs the ELBO's differentiable_loss (RenyiELBO has none) and
+    # its own optimiser; otherwise Pyro's SVI step does the work.
+    fusable = optim is None and hasattr(loss, "differentiable_loss")
+    step = step or ("fused" if fusable else "svi")
     checks.one_of("step", step, STEPS)
     if optim is not None and clip_norm:
         raise ValueError("clip_norm: applies to the default optimiser only; pass "
                          "clip_args to your own Pyro optimiser instead")
-    if optim is not None and step != "svi":
-        raise ValueError(f"optim: a Pyro optimiser runs with step='svi', got step={step!r}")
-    loss = make_elbo(elbo)
+    if step == "fused" and not fusable:
+        raise ValueError(
+            "step: 'fused' needs fit's own optimiser and an ELBO with differentiable_loss; "
+            f"got optim={type(optim).__name__}, elbo={type(loss).__name__} (use step='svi')"
+        )
     if batch_size > n:
         logger.warning("batch_size %d exceeds the %d examples: one full batch per epoch",
                        batch_size, n)

@@ -54,10 +54,11 @@ def check_config(config: TrainConfig) -> None:
     for name, valid in choices.items():
         checks.one_of(name, getattr(config, name), valid)
     minimum = {"z_dim": 1, "batch_size": 1, "num_particles": 1, "checkpoint_every": 1,
-               "keep_checkpoints": 1, "epochs": 0, "checkpoint_steps": 0, "max_bad_steps": 0}
+               "keep_checkpoints": 1, "epochs": 0, "checkpoint_steps": 0, "max_bad_steps": 0,
+               "mixture_components": 1, "pseudo_inputs": 1, "flow_layers": 1, "guide_rank": 1}
     for name, least in minimum.items():
         checks.integer(name, getattr(config, name), least)
-    for name in ("lr", "beta"):
+    for name in ("lr", "beta", "normal_scale"):
         checks.positive_number(name, getattr(config, name))
     if config.clip_norm != 0:
         checks.positive_number("clip_norm", config.clip_norm)

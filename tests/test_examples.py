@@ -21,6 +21,12 @@ def test_train_vae(tmp_path, monkeypatch):
     assert (tmp_path / "curves.png").is_file() and (tmp_path / "checkpoint.pt").is_file()
 
 
+def test_swap_parts(monkeypatch, capsys):
+    run_example("swap_parts.py", ["--epochs", "1", "--num-train", "200", "--num-test", "10",
+                                  "--iw-samples", "5", "--z-dim", "4", "--hidden", "16"], monkeypatch)
+    assert capsys.readouterr().out.strip()
+
+
 @pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("*.py")))
 def test_every_example_is_run_by_a_test(script):
     mentioned = any(f'"{script}"' in t.read_text() for t in TESTS.glob("test_*.py"))

@@ -1,5 +1,6 @@
 """The variational autoencoder of Kingma & Welling (2013), as a Pyro model and guide."""
 
+import inspect
 from typing import Optional, Sequence, Union
 
 import torch
@@ -15,13 +16,18 @@ from ..nets import Encoder, Decoder
 from ..priors import PRIORS
 
 
-def _part(kind: str, registry: dict, value, *args) -> nn.Module:
-    """A prior, guide or likelihood given as an object, or by its registry name."""
+def _part(kind: str, registry: dict, value, *args, **options) -> nn.Module:
+    """A prior, guide or likelihood given as an object, or by its registry name.
+
+    A part built by name gets ``args`` and those ``options`` its constructor takes
+    (e.g. ``num_components`` reaches the mixture prior and no other).
+    """
     if isinstance(value, nn.Module):
         return value
     if value not in registry:
         raise ValueError(f"{kind}: expected one of {sorted(registry)}, got {value!r}")
-    return registry[value](*args)
+    accepted = inspect.signature(registry[value]).parameters
+    return registry[value](*args, **{k: v for k, v in options.items() if k in accepted})
 
 
 class VAE(nn.Module):
@@ -48,6 +54,15 @@ class VAE(nn.Module):
     :param likelihood: a key of :data:`pyro_vae.likelihoods.LIKELIHOODS` or an object.
     :param guide: a key of :data:`pyro_vae.guides.GUIDES` or a variational family object.
     :param beta: weight of the KL term.
+    :param mixture_components: components of the ``"mog"`` prior.
+    :param pseudo_inputs: pseudo-inputs of the ``"vamp"`` prior.
+    :param flow_layers: flow layers of the ``"iaf"`` guide and the ``"flow"`` prior.
+    :param guide_rank: rank of the ``"lowrank"`` guide's covariance factor.
+    :param normal_scale: sigma of the ``"normal-fixed"`` likelihood.
+
+    Parts given by name are built with the options above that they take; parts given
+    as objects are used as they are. A prior with a ``bind(vae)`` method (the
+    VampPrior) is bound to this model once its networks exist.
     """
 
     def __init__(
@@ -60,6 +75,11 @@ class VAE(nn.Module):
         likelihood: Union[str, nn.Module] = "bernoulli",
         guide: Union[str, nn.Module] = "diagonal",
         beta: float = 1.0,
+        mixture_components: int = 10,
+        pseudo_inputs: int = 500,
+        flow_layers: int = 2,
+        guide_rank: int = 2,
+        normal_scale: float = 0.1,
     ):
         super().__init__()
         x_shape = tuple(int(s) for s in x_shape)
@@ -72,13 +92,21 @@ class VAE(nn.Module):
         if not beta > 0:
             raise ValueError(f"beta: expected a positive number, got {beta!r}")
         self.x_shape, self.z_dim, self.beta = x_shape, int(z_dim), float(beta)
-        self.prior = _part("prior", PRIORS, prior, self.z_dim)
-        self.likelihood = _part("likelihood", LIKELIHOODS, likelihood)
-        self.posterior = _part("guide", GUIDES, guide, self.z_dim)
+        self.prior = _part(
+            "prior", PRIORS, prior, self.z_dim, x_shape=x_shape,
+            num_components=mixture_components, num_pseudo_inputs=pseudo_inputs,
+            num_layers=flow_layers,
+        )
+        self.likelihood = _part("likelihood", LIKELIHOODS, likelihood, scale=normal_scale)
+        self.posterior = _part(
+            "guide", GUIDES, guide, self.z_dim, num_layers=flow_layers, rank=guide_rank
+        )
         self.encoder = Encoder(x_shape, self.posterior.num_params, hidden, activation)
         self.decoder = Decoder(
             self.z_dim, x_shape, self.likelihood.params_per_pixel, hidden, activation
         )
+        if hasattr(self.prior, "bind"):
+            self.prior.bind(self)
 
     # ----------------------------------------------------------------- Pyro
     def model(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
