@@ -52,6 +52,8 @@ class TrainConfig:
     elbo: str = _field("Trace_ELBO", "Pyro ELBO (pyro_vae.infer.ELBOS); IWAE trains on the "
                        "importance-weighted bound with --num-particles samples")
     num_particles: int = _field(1, "samples of z per image in the ELBO estimate")
+    step: str = _field("auto", "SVI step: 'fused' (the ELBO's differentiable_loss, one fused "
+                       "Adam), 'svi' (Pyro's SVI.step), or 'auto' (fused where it applies)")
     seed: int = _field(0, "random seed")
     device: str = _field("auto", "auto, cpu or cuda")
     # run folder

@@ -16,7 +16,7 @@ read by :func:`init_from_env`.
 """
 
 import os
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.distributed as dist
@@ -64,13 +64,18 @@ def shard(order: torch.Tensor, rank: int, world: int) -> torch.Tensor:
 
 def ddp_step(
     module: nn.Module, model: Callable, guide: Callable, elbo: ELBO, lr: float,
+    clip_norm: Optional[float] = None,
 ) -> FusedStep:
-    """A :class:`~pyro_vae.steps.FusedStep` whose loss runs through DDP."""
-    device_ids = [module_device(module)] if module_device(module).type == "cuda" else None
-    loss = DistributedDataParallel(
-        ELBOLoss(module, model, guide, elbo, scale=float(world_size())), device_ids=device_ids
-    )
-    return FusedStep(model, guide, elbo, lr=lr, loss=loss)
+    """A :class:`~pyro_vae.steps.FusedStep` whose loss runs through DDP.
+
+    The loss is scaled by the world size so that DDP's average of gradients is the
+    gradient of the combined batch; the step reports the rank's own, unscaled loss.
+    """
+    device = module_device(module)
+    scale = float(world_size())
+    loss = DistributedDataParallel(ELBOLoss(module, model, guide, elbo, scale=scale),
+                                   device_ids=[device] if device.type == "cuda" else None)
+    return FusedStep(model, guide, elbo, lr=lr, clip_norm=clip_norm, loss=loss, loss_scale=scale)
 
 
 def module_device(module: nn.Module) -> torch.device:

@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 import pyro
@@ -37,6 +38,7 @@ from . import checks
 from .checkpoint import Checkpoints, atomic_write, check_writable, remove_stale_temps, run_path
 from .evaluate import Tensors, as_tuple, elbo_terms
 from .interrupt import Interrupted, deferred_signals
+from .distributed import all_sum, ddp_step, rank as dist_rank, shard, world_size
 from .steps import STEPS, FusedStep, NonFiniteStep, SafeSVI, SVIStep, make_optim  # noqa: F401
 
 logger = logging.getLogger(__name__)
@@ -271,6 +273,7 @@ def fit(
     config: Optional[Dict[str, Any]] = None,
     hooks: Sequence[Callable[[Dict[str, Any]], None]] = (),
     progress: bool = False,
+    distributed: bool = False,
 ) -> List[Dict[str, Any]]:
     """Train ``model``/``guide`` with stochastic variational inference.
 
@@ -325,6 +328,11 @@ def fit(
     :param config: a JSON-able dict stored in each checkpoint.
     :param hooks: ``hook(metrics)`` called after each epoch's metrics are written.
     :param progress: show a tqdm bar per epoch.
+    :param distributed: train data-parallel over the initialised ``torch.distributed``
+        process group (see :mod:`pyro_vae.distributed`): each rank steps on its
+        shard of every epoch through DDP; rank 0 alone logs, evaluates and writes
+        ``run_dir``. ``model`` and ``guide`` must be methods of one ``nn.Module``
+        holding every parameter (as for every model of :mod:`pyro_vae.models`).
     :returns: the per-epoch metrics, one dict per epoch (earlier epochs included when
         resuming).
     """
@@ -358,17 +366,28 @@ def fit(
         data = tuple(t.to(device) for t in data)
         if test_data is not None:
             test_data = tuple(t.to(device) for t in test_data)
+    writer = True  # this process logs, evaluates and writes the run folder
+    if distributed:
+        module = _ddp_module(model, guide)
+        writer = dist_rank() == 0
+        progress = progress and writer
     store = None
     if run_dir is not None:
         run_dir = Path(run_dir)
-        check_writable(run_dir, "run_dir")
-        remove_stale_temps(run_dir)
+        if writer:
+            check_writable(run_dir, "run_dir")
+            remove_stale_temps(run_dir)
         store = Checkpoints(run_dir, keep_checkpoints)
 
     if seed is not None:
         pyro.set_rng_seed(seed)
     generator = torch.Generator().manual_seed(0 if seed is None else seed)
-    if step == "svi":
+    if distributed:
+        if step != "fused":
+            raise ValueError("distributed: runs with the fused step (DDP over the ELBO's loss)")
+        stepper = ddp_step(module, model, guide, loss, lr=checks.positive_number("lr", lr),
+                           clip_norm=clip_norm or None)
+    elif step == "svi":
         stepper = SVIStep(model, guide, loss, optim or make_optim(lr, clip_norm))
     else:
         stepper = FusedStep(model, guide, loss, lr=checks.positive_number("lr", lr),
@@ -377,11 +396,11 @@ def fit(
     at, history = Progress(), []
     if resume and store is not None and store.latest.is_file():
         at, history = _resume(store, model, guide, data, stepper, generator, batch_size)
-    elif store is not None:
+    elif store is not None and writer:
         store.clear()
 
     def save(at: Progress) -> None:
-        if store is not None:
+        if store is not None and writer:
             store.save(_snapshot(at, stepper, generator, history, config, batch_size))
 
     def stop_if_asked(at: Progress) -> None:
@@ -398,7 +417,11 @@ def fit(
         for epoch in range(at.epoch + 1, epochs + 1):
             if at.order is None:  # a fresh epoch, not one resumed part-way through
                 at.order = torch.randperm(n, generator=generator)
-            batches = at.order.split(batch_size)
+            # indices live beside the data: no host-to-device copy per step
+            order = at.order.to(data[0].device)
+            if distributed:
+                order = shard(order, dist_rank(), world_size())
+            batches = order.split(batch_size)
             t0, seen0 = time.perf_counter(), at.seen
             # ``with``: the bar is cleared however the epoch ends, so a message printed
             # on an interrupt or an error starts on a clean line.
@@ -419,26 +442,31 @@ def fit(
             if device is not None and device.type == "cuda":
                 torch.cuda.synchronize()
             epoch_s = time.perf_counter() - t0
+            loss_sum, seen, seen_now = at.loss, at.seen, at.seen - seen0
+            if distributed:  # the whole epoch's figures, summed over ranks
+                loss_sum, seen, seen_now = all_sum(
+                    torch.tensor([at.loss, at.seen, seen_now], dtype=torch.float64)).tolist()
             metrics: Dict[str, Any] = {
                 "epoch": epoch,
-                "train_loss": at.loss / at.seen if at.seen else math.nan,
+                "train_loss": loss_sum / seen if seen else math.nan,
                 "epoch_s": epoch_s,
-                "images_per_s": (at.seen - seen0) / epoch_s,
+                "images_per_s": seen_now / epoch_s,
             }
             if max_bad_steps:
                 metrics["bad_steps"] = at.bad_steps
-            if test_data is not None:
+            if test_data is not None and writer:
                 metrics.update(elbo_terms(model, guide, test_data, max(batch_size, 1000)))
-            if evaluate is not None:
+            if evaluate is not None and writer:
                 metrics.update(evaluate())
             history.append(metrics)
-            logger.info(
-                "epoch %d  %s",
-                epoch,
-                "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "epoch"),
-            )
+            if writer:
+                logger.info(
+                    "epoch %d  %s",
+                    epoch,
+                    "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "epoch"),
+                )
             at = Progress(epoch=epoch, global_step=at.global_step, bad_steps=at.bad_steps)
-            if run_dir is not None:
+            if run_dir is not None and writer:
                 lines = "".join(json.dumps(row) + "\n" for row in history)
                 atomic_write(run_path(run_dir, METRICS), lambda f: f.write(lines.encode()))
                 if epoch % checkpoint_every == 0 or epoch == epochs:
@@ -478,3 +506,19 @@ def _bad_step(
         f"{problem} at {where}, the parameters were left as they were; {kept} "
         "(try a smaller lr, clip_norm, or max_bad_steps to skip such steps)"
     )
+
+
+def _ddp_module(model: Callable, guide: Callable) -> nn.Module:
+    """The ``nn.Module`` whose methods ``model`` and ``guide`` are, for DDP to wrap."""
+    module = getattr(model, "__self__", None)
+    if not isinstance(module, nn.Module) or getattr(guide, "__self__", None) is not module:
+        raise ValueError(
+            "distributed: model and guide must be methods of one nn.Module that holds "
+            f"every parameter (as pyro_vae's models are), got {model!r} and {guide!r}"
+        )
+    if world_size() == 1 and not torch.distributed.is_initialized():
+        raise ValueError(
+            "distributed: no torch.distributed process group; launch with torchrun or "
+            "call torch.distributed.init_process_group first"
+        )
+    return module

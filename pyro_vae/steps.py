@@ -143,6 +143,7 @@ class FusedStep:
     :param loss: ``loss(*batch) -> tensor`` to use instead of the ELBO's
         ``differentiable_loss``, e.g. an :class:`ELBOLoss` wrapped in
         ``DistributedDataParallel`` (see :mod:`pyro_vae.distributed`).
+    :param loss_scale: the factor ``loss`` includes; the step reports ``loss / loss_scale``.
     """
 
     def __init__(
@@ -154,7 +155,9 @@ class FusedStep:
         clip_norm: Optional[float] = None,
         optimizer: Optional[Callable[[List[torch.Tensor]], torch.optim.Optimizer]] = None,
         loss: Optional[Callable[..., torch.Tensor]] = None,
+        loss_scale: float = 1.0,
     ):
+        self.loss_scale = loss_scale
         self.loss = loss or (lambda *batch: elbo.differentiable_loss(model, guide, *batch))
         self.make_optimizer = optimizer or (lambda params: adam(params, lr))
         self.clip_norm = clip_norm
@@ -196,7 +199,7 @@ class FusedStep:
             self.optimizer.zero_grad(set_to_none=True)
             raise NonFiniteStep(problem)
         self.optimizer.step()
-        return value
+        return value / self.loss_scale
 
     def _build(self) -> None:
         named = dict(pyro.get_param_store().named_parameters())

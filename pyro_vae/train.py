@@ -22,11 +22,13 @@ from .checkpoint import (
 from .config import TrainConfig
 from .data import BINARIZE, DATASETS, ImageData, binarize, load_dataset
 from .guides import GUIDES
+from .distributed import init_from_env, launched, rank
 from .infer import ELBOS, METRICS, fit, resolve_device
 from .likelihoods import LIKELIHOODS
 from .models import MODELS
 from .nets import ACTIVATIONS
 from .priors import PRIORS
+from .steps import STEPS
 
 logger = logging.getLogger(__name__)
 TEST_BINARIZE_SEED = 0  # the binarised test set is the same for every run
@@ -50,6 +52,7 @@ def check_config(config: TrainConfig) -> None:
         "activation": ACTIVATIONS,
         "elbo": ELBOS,
         "binarize": BINARIZE,
+        "step": ("auto", *STEPS),
     }
     for name, valid in choices.items():
         checks.one_of(name, getattr(config, name), valid)
@@ -141,6 +144,10 @@ def train(
     out = Path(config.out)
     data = prepare_data(config)
     device = resolve_device(config.device)
+    distributed = launched()  # started by torchrun with several processes
+    if distributed:
+        device = init_from_env(device)
+    writer = rank() == 0  # rank 0 alone writes the run folder
 
     pyro.clear_param_store()
     pyro.set_rng_seed(config.seed)
@@ -149,10 +156,13 @@ def train(
     model.check_data(data.x_test, "test data")
     if resume:
         check_resumable(out, config, data.x_shape)
-    prepare_out(out, resume, overwrite)
+    if writer:
+        prepare_out(out, resume, overwrite)
+        write_json(run_path(out, CONFIG), config.to_dict())
+    if distributed:
+        torch.distributed.barrier()  # the run folder is ready before any rank reads it
     model.to(device)
 
-    write_json(run_path(out, CONFIG), config.to_dict())
     uses_labels = getattr(model, "uses_labels", False)
     train_set = (data.x_train, data.y_train) if uses_labels else (data.x_train,)
     test_set = (data.x_test, data.y_test) if uses_labels else (data.x_test,)
@@ -165,6 +175,7 @@ def train(
         batch_size=config.batch_size,
         elbo=_elbo(config),
         lr=config.lr,
+        step=None if config.step == "auto" else config.step,
         clip_norm=config.clip_norm or None,
         seed=config.seed,
         device=device,
@@ -177,8 +188,9 @@ def train(
         resume=resume,
         config={**config.to_dict(), "x_shape": list(data.x_shape), "num_classes": data.num_classes},
         progress=progress,
+        distributed=distributed,
     )
-    if history:
+    if history and writer:
         write_figures(model, data, history, out)
     return model, history
 
