@@ -20,6 +20,7 @@ import torch
 from . import plots
 from .config import TrainConfig, parse_hidden
 from .evaluate import evaluation_report
+from .distributed import rank
 from .interrupt import Interrupted
 from .train import load_run, prepare_data, train
 
@@ -70,6 +71,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except Interrupted as stop:
         raise Interrupted(f"{stop}; continue with: pyro-vae train --resume {config.out}",
                           stop.signum) from None
+    if rank() != 0:  # under torchrun, rank 0 alone reports
+        return 0
     last = history[-1] if history else {}
     print(f"run folder: {config.out}")
     if last:

@@ -1,0 +1,65 @@
+"""Two processes with gloo reach the parameters of one process stepping on both batches."""
+
+import socket
+import subprocess
+import sys
+import textwrap
+
+import torch
+
+SCRIPT = textwrap.dedent('''
+    import sys
+    import pyro, pyro.distributions as dist, torch
+    import torch.distributed
+    from torch import nn
+    from pyro_vae import VAE, fit
+
+    class PointMass(nn.Module):
+        """q(z|x) = delta(z - encoder(x)): a deterministic guide, so the loss is too."""
+        def __init__(self, z_dim):
+            super().__init__()
+            self.num_params = z_dim
+        def forward(self, params):
+            return dist.Delta(params, event_dim=1)
+        def loc(self, params):
+            return params
+
+    distributed = sys.argv[1] == "ddp"
+    batch_size = int(sys.argv[2])
+    torch.set_num_threads(1)
+    if distributed:
+        torch.distributed.init_process_group("gloo")
+    pyro.set_rng_seed(0)
+    x = torch.rand(96, 1, 4, 4)
+    pyro.set_rng_seed(1)
+    vae = VAE(x_shape=(1, 4, 4), z_dim=2, hidden=(8,), guide=PointMass(2))
+    history = fit(vae.model, vae.guide, x, epochs=2, batch_size=batch_size, lr=0.01, seed=3,
+                  distributed=distributed)
+    if not distributed or torch.distributed.get_rank() == 0:
+        torch.save({"params": vae.state_dict(), "loss": history[-1]["train_loss"]}, sys.argv[3])
+''')
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_gloo_ranks_match_one_process_with_the_combined_batch(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    run = dict(capture_output=True, text=True, timeout=240)
+    single = subprocess.run([sys.executable, str(script), "one", "16", str(tmp_path / "one.pt")], **run)
+    assert single.returncode == 0, single.stderr[-3000:]
+    ddp = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
+         str(script), "ddp", "8", str(tmp_path / "ddp.pt")], **run)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "ddp.pt")
+    # 2 epochs x 6 steps: each rank steps on 8 images, the single process on 16
+    for name, value in one["params"].items():
+        torch.testing.assert_close(two["params"][name], value, rtol=1e-4, atol=1e-5)
+    # the reported loss is the combined batch's, not the world-size-scaled one
+    assert abs(one["loss"] - two["loss"]) < 1e-3 * abs(one["loss"])
