@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 RUN    ?= runs/demo
 
-.PHONY: install demo test test-all bench clean
+.PHONY: install demo test test-all bench-baseline bench-speed bench-parts bench-soak clean
 
 install: $(VENV)/.installed
 
@@ -23,8 +23,18 @@ test: install
 test-all: install
 	$(PY) -m pytest -q -m ""
 
-bench: install
-	$(PY) benchmarks/train_speed.py
+# Benchmarks print measured tables; see docs/ for the figures and what they mean.
+bench-baseline: install
+	$(PY) benchmarks/vae_baseline.py
+
+bench-speed: install
+	$(PY) benchmarks/speed.py
+
+bench-parts: install
+	$(PY) benchmarks/priors_guides.py
+
+bench-soak: install
+	$(PY) benchmarks/soak.py
 
 clean:
 	rm -rf runs .pytest_cache build dist *.egg-info

@@ -103,17 +103,17 @@ def make_variants(x, batch_size, device, jit):
     if jit:
         steps["jit"] = ("svi", pyro.infer.JitTraceMeanField_ELBO())
     for name, (step, elbo) in steps.items():
-        # every variant has its own networks; names in the param store are kept apart
         vae = VAE(x_shape=x.shape[1:], z_dim=50, hidden=(400,)).to(device)
         variants[name] = epoch_runner(vae, name, step, elbo, x, batch_size, device)
     return variants
 
 
 def epoch_runner(vae, name, step, elbo, x, batch_size, device):
-    scope = pyro.poutine.scope(prefix=name)
-
     def run():
-        history = fit(scope(vae.model), scope(vae.guide), x, epochs=1, batch_size=batch_size,
+        # Variants share parameter names: each epoch starts from an empty param store,
+        # which its VAE's pyro.module calls fill with that VAE's own networks.
+        pyro.clear_param_store()
+        history = fit(vae.model, vae.guide, x, epochs=1, batch_size=batch_size,
                       elbo=elbo, step=step, seed=None)
         return history[-1]["epoch_s"]
 

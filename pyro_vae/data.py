@@ -243,9 +243,13 @@ def _download(name: str, class_name: str, root: Path) -> ImageData:
 
 
 def binarize(x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """A Bernoulli sample of each pixel: ``x_bin ~ Bernoulli(x)``, same shape and dtype."""
-    if x.device.type != "cpu" and generator is not None and generator.device != x.device:
-        return torch.bernoulli(x.cpu(), generator=generator).to(x.device)
+    """A Bernoulli sample of each pixel: ``x_bin ~ Bernoulli(x)``, same shape and dtype.
+
+    ``generator`` is used when it lives on ``x``'s device; for data on a GPU and a CPU
+    generator the GPU's own random stream is used instead, so no batch leaves the GPU.
+    """
+    if generator is not None and generator.device != x.device:
+        return torch.bernoulli(x)
     return torch.bernoulli(x, generator=generator)
 
 
