@@ -10,7 +10,7 @@ import logging
 import random
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -44,6 +44,23 @@ ELBOS = {
     "RenyiELBO": RenyiELBO,
 }
 METRICS = "metrics.jsonl"
+
+# batches(data, generator) -> the epoch's argument tuples for ``svi.step``.
+Batches = Callable[[Tuple[torch.Tensor, ...], torch.Generator], Sequence[Sequence[torch.Tensor]]]
+
+
+def shuffled_batches(batch_size: int) -> Batches:
+    """Batching of :func:`fit` by default: shuffle once per epoch, slice every tensor.
+
+    ``data = (x, y)`` gives batches ``(x[idx], y[idx])``; the last batch is smaller
+    when ``batch_size`` does not divide ``N``.
+    """
+
+    def batches(data: Tuple[torch.Tensor, ...], generator: torch.Generator):
+        indices = batch_indices(data[0].shape[0], batch_size, generator)
+        return [tuple(t[idx.to(t.device)] for t in data) for idx in indices]
+
+    return batches
 
 
 def make_elbo(elbo: Union[str, ELBO], num_particles: int = 1) -> ELBO:
@@ -145,13 +162,17 @@ def fit(
     resume: bool = False,
     config: Optional[Dict[str, Any]] = None,
     hooks: Sequence[Callable[[Dict[str, Any]], None]] = (),
+    batches: Optional[Batches] = None,
+    step_hooks: Sequence[Callable[[float], None]] = (),
     progress: bool = False,
 ) -> List[Dict[str, Any]]:
     """Train ``model``/``guide`` with stochastic variational inference.
 
-    Each step draws a batch of indices, slices every tensor of ``data`` with it and
-    calls ``svi.step(*batch)``, so the model and guide receive the same positional
-    arguments (``model(x)``, or ``model(x, y)`` when ``data = (x, y)``).
+    Each step takes the next batch of the epoch and calls ``svi.step(*batch)``, so the
+    model and guide receive the same positional arguments. By default a batch slices
+    every tensor of ``data`` (``model(x)``, or ``model(x, y)`` when ``data = (x, y)``);
+    ``batches`` replaces that policy, e.g. to interleave labelled ``(x, y)`` and
+    unlabelled ``(x,)`` batches.
 
     Parameters live in Pyro's param store, as for any ``SVI``: call
     ``pyro.clear_param_store()`` before training an unrelated model in one process.
@@ -173,9 +194,16 @@ def fit(
     :param resume: continue from ``run_dir/checkpoint.pt`` when it exists.
     :param config: a JSON-able dict stored in each checkpoint.
     :param hooks: ``hook(metrics)`` called after each epoch's metrics are written.
+    :param batches: ``batches(data, generator)`` -> the epoch's batches, a sequence of
+        argument tuples; called once per epoch with ``data`` on ``device`` and the
+        seeded batch-order generator. Default :func:`shuffled_batches` (``batch_size``).
+    :param step_hooks: ``hook(progress)`` called before each step with the training
+        progress in epochs once that step is done, ``epoch - 1 + (step + 1) / steps``
+        (in ``(0, epochs]``), e.g. to anneal ``beta``
+        (:class:`pyro_vae.schedules.KLWarmup`).
     :param progress: show a tqdm bar per epoch.
     :returns: the per-epoch metrics, one dict per epoch (earlier epochs included when
-        resuming).
+        resuming). ``train_loss`` is the objective per item of the epoch's batches.
     """
     data = as_tuple(data)
     n = data[0].shape[0]
@@ -192,6 +220,7 @@ def fit(
             raise ValueError(f"lr: expected a positive learning rate, got {lr!r}")
         optim = pyro.optim.Adam({"lr": lr})
     loss = make_elbo(elbo)
+    batches = batches or shuffled_batches(batch_size)
     if device is not None:
         device = resolve_device(device)
         data = tuple(t.to(device) for t in data)
@@ -210,7 +239,7 @@ def fit(
     start_epoch = 0
     if resume and run_dir is not None and (run_dir / CHECKPOINT).is_file():
         state = load_checkpoint(run_dir / CHECKPOINT)
-        _create_params(model, guide, tuple(t[:1] for t in data))
+        _create_params(model, guide, batches(data, generator)[0])
         _restore(state, optim, run_dir / CHECKPOINT)
         set_rng_state(state["rng"], generator)
         start_epoch = int(state["epoch"])
@@ -219,14 +248,18 @@ def fit(
 
     for epoch in range(start_epoch + 1, epochs + 1):
         t0 = time.perf_counter()
-        total = 0.0
-        batches = batch_indices(n, batch_size, generator)
-        bar = tqdm(batches, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress)
-        for step, idx in enumerate(bar):
-            idx = idx.to(data[0].device)
-            batch = [t[idx] for t in data]
+        total, seen = 0.0, 0
+        epoch_batches = batches(data, generator)
+        if not len(epoch_batches):
+            raise ValueError(f"batches: the batching policy gave no batches for epoch {epoch}")
+        bar = tqdm(epoch_batches, desc=f"epoch {epoch}/{epochs}", leave=False,
+                   disable=not progress)
+        for step, batch in enumerate(bar):
+            batch = list(batch)
             if transform is not None:
                 batch[0] = transform(batch[0], generator)
+            for hook in step_hooks:
+                hook(epoch - 1 + (step + 1) / len(epoch_batches))
             batch_loss = svi.step(*batch)
             if not np.isfinite(batch_loss):
                 raise FloatingPointError(
@@ -234,15 +267,16 @@ def fit(
                     "checkpoint is intact (try a smaller learning rate)"
                 )
             total += batch_loss
-            bar.set_postfix(loss=f"{batch_loss / len(idx):.2f}", refresh=False)
+            seen += len(batch[0])
+            bar.set_postfix(loss=f"{batch_loss / len(batch[0]):.2f}", refresh=False)
         if device is not None and device.type == "cuda":
             torch.cuda.synchronize()
         epoch_s = time.perf_counter() - t0
         metrics: Dict[str, Any] = {
             "epoch": epoch,
-            "train_loss": total / n,
+            "train_loss": total / seen,
             "epoch_s": epoch_s,
-            "images_per_s": n / epoch_s,
+            "images_per_s": seen / epoch_s,
         }
         if test_data is not None:
             metrics.update(elbo_terms(model, guide, test_data, batch_size=max(batch_size, 1000)))
