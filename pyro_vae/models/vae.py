@@ -49,6 +49,8 @@ class VAE(nn.Module):
     :param beta: weight of the KL term.
     """
 
+    cond_dim = 0  # width of a one-hot label appended to both networks' inputs (CVAE)
+
     def __init__(
         self,
         x_shape: Sequence[int] = (1, 28, 28),
@@ -74,9 +76,12 @@ class VAE(nn.Module):
         self.prior = _part("prior", PRIORS, prior, self.z_dim)
         self.likelihood = _part("likelihood", LIKELIHOODS, likelihood)
         self.posterior = _part("guide", GUIDES, guide, self.z_dim)
-        self.encoder = Encoder(x_shape, self.posterior.num_params, hidden, activation)
+        self.encoder = Encoder(
+            x_shape, self.posterior.num_params, hidden, activation, cond_dim=self.cond_dim
+        )
         self.decoder = Decoder(
-            self.z_dim, x_shape, self.likelihood.params_per_pixel, hidden, activation
+            self.z_dim, x_shape, self.likelihood.params_per_pixel, hidden, activation,
+            cond_dim=self.cond_dim,
         )
 
     # ----------------------------------------------------------------- Pyro
