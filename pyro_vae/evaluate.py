@@ -7,7 +7,12 @@
 
 computed from one guide trace replayed through the model, with beta = 1 (site
 ``scale`` is ignored) and the closed-form KL wherever one is registered for the
-pair of distributions (a Monte-Carlo estimate, log q - log p, elsewhere).
+pair of distributions (a Monte-Carlo estimate, log q - log p, elsewhere). Auxiliary
+factors (``pyro.factor``, e.g. M2's classification term) belong to a training
+objective, not to the ELBO, and are left out. An observed label site counts in
+``recon``: for the conditional VAE the bound is on ``-log p(x, y)``.
+
+:func:`accuracy` scores a classifier ``q(y | x)``, such as M2's.
 """
 
 from typing import Callable, Dict, Sequence, Tuple, Union
@@ -47,7 +52,7 @@ def elbo_terms_batch(model: Callable, guide: Callable, *args) -> Dict[str, torch
     model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args)
     recon = kl = torch.zeros(())
     for name, site in model_trace.nodes.items():
-        if site["type"] != "sample":
+        if site["type"] != "sample" or site["infer"].get("is_auxiliary"):
             continue
         if site["is_observed"]:
             recon = recon - site["fn"].log_prob(site["value"]).sum()
@@ -74,3 +79,20 @@ def elbo_terms(
             total[key] += terms[key].item()
     out = {key: value / n for key, value in total.items()}
     return {"test_loss": out["recon"] + out["kl"], **out}
+
+
+@torch.no_grad()
+def accuracy(
+    classify: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int = 1000,
+) -> float:
+    """Fraction of ``x`` whose most probable class under ``classify(x) -> [B, K]`` is ``y``."""
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"accuracy: expected as many labels as images (> 0), got {len(y)} and {len(x)}")
+    correct = sum(
+        (classify(xb).argmax(-1) == yb.to(xb.device)).sum().item()
+        for xb, yb in zip(x.split(batch_size), y.split(batch_size))
+    )
+    return correct / len(x)

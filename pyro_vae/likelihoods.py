@@ -11,6 +11,7 @@ per image.
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import pyro.distributions as dist
@@ -47,6 +48,32 @@ class Bernoulli(nn.Module):
             )
 
 
+class Normal(nn.Module):
+    """x ~ N(mu(z), diag(sigma(z)^2)), both output by the decoder, independent over pixels.
+
+    ``sigma = softplus(s) + min_scale``; the floor keeps the density bounded where the
+    data barely vary (e.g. the inactive units of a VAE's codes, the data of a stacked
+    M2). For real-valued data such as latent codes; any real value is in its support.
+    """
+
+    params_per_pixel = 2
+
+    def __init__(self, min_scale: float = 1e-3):
+        super().__init__()
+        self.min_scale = min_scale
+
+    def forward(self, params: torch.Tensor) -> dist.Distribution:
+        loc, raw_scale = params.unbind(-4)
+        return dist.Normal(loc, F.softplus(raw_scale) + self.min_scale).to_event(3)
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        return params.unbind(-4)[0]
+
+    def check(self, x: torch.Tensor, name: str = "data") -> None:
+        """Every finite value is in the support (the model checks finiteness)."""
+
+
 LIKELIHOODS = {
     "bernoulli": Bernoulli,
+    "normal": Normal,
 }
