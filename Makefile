@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 RUN    ?= runs/demo
 
-.PHONY: install demo test test-all bench-baseline bench-speed bench-parts bench-soak clean
+.PHONY: install demo test test-all bench-baseline bench-speed bench-parts bench-soak bench-cvae bench-m2 beta-vae clean
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,17 @@ bench-parts: install
 
 bench-soak: install
 	$(PY) benchmarks/soak.py
+
+# beta-VAE sweep on mnist-10k: trade-off figure and latent traversals (docs/variants.md)
+beta-vae: install
+	OMP_NUM_THREADS=1 $(PY) examples/beta_vae.py --out runs/beta-vae
+
+bench-cvae: install
+	OMP_NUM_THREADS=1 $(PY) benchmarks/cvae.py
+
+bench-m2: install
+	OMP_NUM_THREADS=1 $(PY) benchmarks/m2.py --dataset mnist-10k
+	OMP_NUM_THREADS=1 $(PY) benchmarks/m2.py --dataset fashion-mnist $(M2_FASHION_FLAGS)
 
 clean:
 	rm -rf runs .pytest_cache build dist *.egg-info

@@ -6,7 +6,7 @@ likelihoods are objects passed by one argument; :func:`fit` trains any pair with
 
 from .config import TrainConfig
 from .data import ImageData, load_dataset
-from .evaluate import elbo_terms, evaluation_report, iw_log_likelihood, latent_statistics
+from .evaluate import accuracy, elbo_terms, evaluation_report, iw_log_likelihood, latent_statistics
 from .guides import GUIDES, DiagonalNormal, FullNormal, IAFNormal, LowRankNormal
 from .infer import ELBOS, fit
 from .likelihoods import (
@@ -16,8 +16,11 @@ from .likelihoods import (
     FixedScaleNormal,
     LearnedScaleNormal,
 )
-from .models import MODELS, VAE
+from .models import CVAE, M2, MODELS, VAE
 from .priors import PRIORS, FlowPrior, LearnedNormal, MixtureOfGaussians, StandardNormal, VampPrior
+from .schedules import SCHEDULES, KLWarmup
+from .semisupervised import InterleavedBatches, keep_labels
+from .stacking import encode_data
 from .train import load_run, train
 
 __version__ = "0.1.0"
@@ -28,7 +31,9 @@ __all__ = [
     "LIKELIHOODS",
     "MODELS",
     "PRIORS",
+    "SCHEDULES",
     "Bernoulli",
+    "CVAE",
     "ContinuousBernoulli",
     "DiagonalNormal",
     "FixedScaleNormal",
@@ -36,18 +41,24 @@ __all__ = [
     "FullNormal",
     "IAFNormal",
     "ImageData",
+    "InterleavedBatches",
+    "KLWarmup",
     "LearnedNormal",
     "LearnedScaleNormal",
     "LowRankNormal",
+    "M2",
     "MixtureOfGaussians",
     "StandardNormal",
     "TrainConfig",
     "VAE",
     "VampPrior",
+    "accuracy",
     "elbo_terms",
+    "encode_data",
     "evaluation_report",
     "fit",
     "iw_log_likelihood",
+    "keep_labels",
     "latent_statistics",
     "load_dataset",
     "load_run",

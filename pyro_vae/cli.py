@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import List, Optional
 
@@ -19,10 +20,10 @@ import torch
 
 from . import plots
 from .config import TrainConfig, parse_hidden
-from .evaluate import evaluation_report
 from .distributed import rank
+from .evaluate import accuracy, evaluation_report
 from .interrupt import Interrupted
-from .train import load_run, prepare_data, train
+from .train import image_decoder, load_run, prepare_data, train
 
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError)
 
@@ -43,7 +44,8 @@ def _checked(convert):
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
-        kind = parse_hidden if f.name == "hidden" else type(f.default) if f.default is not None else str
+        # A field whose default is None (data_dir, labels) parses as its annotated type.
+        kind = parse_hidden if f.name == "hidden" else type(f.default) if f.default is not None else f.type
         parser.add_argument(
             _flag(f.name),
             dest=f.name,
@@ -78,8 +80,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if last:
         print(f"test loss {last.get('test_loss', float('nan')):.2f} nats/image after "
               f"{last['epoch']} epochs")
-        figures = ", ".join(str(Path(config.out) / f) for f in
-                            ("samples.png", "reconstructions.png", "curves.png"))
+        names = ["samples.png", "reconstructions.png", "curves.png", "class_samples.png"]
+        figures = ", ".join(str(Path(config.out) / f) for f in names
+                            if (Path(config.out) / f).exists())
         print(f"figures: {figures}")
     return 0
 
@@ -91,14 +94,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"num_images: expected a positive integer, got {args.num_images}")
     model, config = load_run(args.run_dir, args.device)
     data = prepare_data(config)
-    uses_labels = getattr(model, "uses_labels", False)
+    labelled = getattr(model, "uses_labels", False) and not getattr(model, "semi_supervised", False)
     device = next(model.parameters()).device
     keep = slice(args.num_images)
     x_test, y_test = data.x_test[keep].to(device), data.y_test[keep].to(device)
-    test = (x_test, y_test) if uses_labels else x_test
+    test = (x_test, y_test) if labelled else x_test
     torch.manual_seed(args.seed)
     result = evaluation_report(model.model, model.guide, test, iw_samples=args.iw_samples,
                                batch_size=args.batch_size)
+    if hasattr(model, "classify"):
+        result["test_accuracy"] = accuracy(model.classify, x_test, y_test, args.batch_size)
     result["num_images"] = len(x_test)
     if args.json:
         print(json.dumps(result))
@@ -116,12 +121,21 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix not in (".png", ".npy"):
         raise ValueError(f"out: expected a file ending in .png or .npy, got {out.name!r}")
-    model, _ = load_run(args.run_dir, args.device)
+    model, config = load_run(args.run_dir, args.device)
+    if args.label is not None and not getattr(model, "uses_labels", False):
+        raise ValueError(
+            f"label: model {config.model!r} is not conditioned on a label; train a cvae or m2"
+        )
     torch.manual_seed(args.seed)
-    images = model.generate(args.num).cpu()
+    if args.label is None:
+        images, title = model.generate(args.num), "samples from the prior"
+    else:
+        images, title = model.generate(args.num, y=args.label), f"samples of class {args.label}"
+    decode = image_decoder(config, next(model.parameters()).device)
+    images = (decode(images) if decode else images).cpu()
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".png":
-        plots.save(plots.image_grid(images, title="samples from the prior"), out)
+        plots.save(plots.image_grid(images, title=title), out)
     else:
         np.save(out, images.numpy())
     print(f"wrote {args.num} samples to {out}")
@@ -131,9 +145,12 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
     model, config = load_run(args.run_dir, args.device)
     data = prepare_data(config)
-    x = data.x_test[: args.num].to(next(model.parameters()).device)
+    device = next(model.parameters()).device
+    x, y = data.x_test[: args.num].to(device), data.y_test[: args.num].to(device)
+    x_hat = model.reconstruct(x, y) if getattr(model, "uses_labels", False) else model.reconstruct(x)
+    decode = image_decoder(config, device) or (lambda v: v)
     out = Path(args.out or Path(args.run_dir) / "reconstructions.png")
-    plots.save(plots.reconstructions(x, model.reconstruct(x)), out)
+    plots.save(plots.reconstructions(decode(x), decode(x_hat)), out)
     print(f"wrote {len(x)} reconstructions to {out}")
     return 0
 
@@ -152,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, helptext, func in (
         ("evaluate", "test ELBO, log-likelihood and latent use of a run's checkpoint",
          _cmd_evaluate),
-        ("sample", "images decoded from prior samples", _cmd_sample),
+        ("sample", "images decoded from prior samples (of one class with --label)", _cmd_sample),
         ("reconstruct", "test inputs beside their reconstructions (PNG)", _cmd_reconstruct),
     ):
         p = sub.add_parser(name, help=helptext)
@@ -172,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
         elif name == "sample":
             p.add_argument("--num", type=int, default=64, help="number of images")
             p.add_argument("--out", required=True, help="FILE.png (grid) or FILE.npy [N, C, H, W]")
+            p.add_argument("--label", type=int, default=None,
+                           help="class of the images, for a model of labelled data (cvae, m2)")
         else:
             p.add_argument("--num", type=int, default=32, help="number of test images")
             p.add_argument("--out", help="PNG file (default: RUN_DIR/reconstructions.png)")
@@ -181,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    # M2's labelled batches have no site to enumerate, which TraceEnum_ELBO reports.
+    warnings.filterwarnings("ignore", message="TraceEnum_ELBO found no sample sites")
     try:
         return args.run(args)
     except USER_ERRORS as err:

@@ -43,13 +43,26 @@ class TrainConfig:
     guide_rank: int = _field(2, "rank of the covariance factor of the 'lowrank' guide")
     normal_scale: float = _field(0.1, "pixel standard deviation of the 'normal-fixed' "
                                  "likelihood")
+    warmup: str = _field("none", "KL warm-up schedule (pyro_vae.schedules.SCHEDULES): "
+                         "none, linear or cyclical")
+    warmup_epochs: float = _field(10.0, "epochs of the linear warm-up ramp, or the period "
+                                  "of a cyclical one (ramp over its first half)")
+    # semi-supervised and conditional models
+    labels: int = _field(None, "labels kept, balanced over classes and chosen by seed; "
+                         "the rest of the training set is unlabelled (m2); default all")
+    alpha: float = _field(50.0, "weight of the classification term alpha log q(y|x) (m2)")
+    enum_discrete: str = _field("parallel", "label inference for unlabelled images (m2): "
+                                "parallel or sequential enumeration, or none (one sample)")
+    features: str = _field(None, "run folder of a trained VAE; its posterior means of the "
+                           "images become the data (M1+M2 stacking, use --likelihood normal)")
     # optimisation
     epochs: int = _field(10, "training epochs")
     batch_size: int = _field(128, "images per SVI step")
     lr: float = _field(1e-3, "Adam learning rate")
     clip_norm: float = _field(0.0, "clip each parameter's gradient to this norm (0: off)")
     max_bad_steps: int = _field(0, "steps with a NaN or inf loss skipped before stopping")
-    elbo: str = _field("Trace_ELBO", "Pyro ELBO (pyro_vae.infer.ELBOS); IWAE trains on the "
+    elbo: str = _field("auto", "Pyro ELBO (pyro_vae.infer.ELBOS); auto: the model's own "
+                       "(TraceEnum_ELBO for m2, else Trace_ELBO); IWAE trains on the "
                        "importance-weighted bound with --num-particles samples")
     num_particles: int = _field(1, "samples of z per image in the ELBO estimate")
     step: str = _field("auto", "SVI step: 'fused' (the ELBO's differentiable_loss, one fused "

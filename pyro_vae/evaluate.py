@@ -7,7 +7,10 @@
 
 computed from one guide trace replayed through the model, with beta = 1 (site
 ``scale`` is ignored) and the closed-form KL wherever one is registered for the
-pair of distributions (a Monte-Carlo estimate, log q - log p, elsewhere).
+pair of distributions (a Monte-Carlo estimate, log q - log p, elsewhere). Auxiliary
+factors (``pyro.factor``, e.g. M2's classification term) belong to a training
+objective, not to the ELBO, and are left out. An observed label site counts in
+``recon``: for the conditional VAE the bound is on ``-log p(x, y)``.
 
 :func:`iw_log_likelihood` estimates log p(x) itself by importance sampling with the
 guide as proposal (Burda et al. 2015, eq. 8),
@@ -21,6 +24,8 @@ sites all sit inside the ``"data"`` plate; no closed-form KL is used.
 
 :func:`latent_statistics` reports per-dimension KL and the active units of
 Burda et al. (2015, section 5.2).  See ``docs/priors_guides.md``.
+
+:func:`accuracy` scores a classifier ``q(y | x)``, such as M2's.
 """
 
 import math
@@ -65,7 +70,7 @@ def elbo_terms_batch(model: Callable, guide: Callable, *args) -> Dict[str, torch
     model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args)
     recon = kl = torch.zeros(())
     for name, site in model_trace.nodes.items():
-        if site["type"] != "sample":
+        if site["type"] != "sample" or site["infer"].get("is_auxiliary"):
             continue
         if site["is_observed"]:
             recon = recon - site["fn"].log_prob(site["value"]).sum()
@@ -288,3 +293,20 @@ def evaluation_report(
         out["iw_samples"] = int(iw_samples)
         out["bits_per_dim"] = out["nll"] / (data[0][0].numel() * math.log(2))
     return out
+
+
+@torch.no_grad()
+def accuracy(
+    classify: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int = 1000,
+) -> float:
+    """Fraction of ``x`` whose most probable class under ``classify(x) -> [B, K]`` is ``y``."""
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"accuracy: expected as many labels as images (> 0), got {len(y)} and {len(x)}")
+    correct = sum(
+        (classify(xb).argmax(-1) == yb.to(xb.device)).sum().item()
+        for xb, yb in zip(x.split(batch_size), y.split(batch_size))
+    )
+    return correct / len(x)

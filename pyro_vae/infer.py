@@ -58,6 +58,21 @@ ELBOS = {
 METRICS = "metrics.jsonl"
 CHECKPOINT_FORMAT = 2
 
+# batches(data, generator) -> the epoch's argument tuples for one step each.
+Batches = Callable[[Tuple[torch.Tensor, ...], torch.Generator], Sequence[Sequence[torch.Tensor]]]
+
+
+def shuffled_batches(batch_size: int) -> Batches:
+    """:func:`fit`'s own batching as a policy: a random order cut into ``batch_size``
+    slices of every tensor (``(x[idx], y[idx])`` for ``data = (x, y)``); the last
+    batch is smaller when ``batch_size`` does not divide ``N``."""
+
+    def batches(data: Tuple[torch.Tensor, ...], generator: torch.Generator):
+        order = torch.randperm(len(data[0]), generator=generator).to(data[0].device)
+        return _Slices(data, order.split(batch_size))
+
+    return batches
+
 
 def make_elbo(elbo: Union[str, ELBO], num_particles: int = 1) -> ELBO:
     """An ELBO object from a name in :data:`ELBOS`, or ``elbo`` itself."""
@@ -115,6 +130,8 @@ class Progress:
     step: int = 0  # steps completed in epoch ``epoch + 1``
     global_step: int = 0  # steps completed in all
     order: Optional[torch.Tensor] = None  # data order of epoch ``epoch + 1``, once drawn
+    # with a custom batching policy: the generator state its batches were drawn from
+    batch_state: Optional[torch.Tensor] = None
     loss: float = 0.0  # summed loss of this epoch's finite steps so far
     seen: int = 0  # examples in those steps
     bad_steps: int = 0  # steps skipped for a NaN or inf, whole run
@@ -218,6 +235,7 @@ def _resume(
     step,
     generator: torch.Generator,
     batch_size: int,
+    probe: Sequence[torch.Tensor],
 ) -> Tuple[Progress, List[Dict[str, Any]]]:
     """Progress, history and optimiser state of ``store``'s newest checkpoint; its
     parameters and random states are restored in place."""
@@ -239,7 +257,7 @@ def _resume(
             f"batches of {state['batch_size']}; got {len(data[0])} examples in batches "
             f"of {batch_size}"
         )
-    _create_params(model, guide, tuple(t[:1] for t in data))
+    _create_params(model, guide, probe)
     _restore(state, step, store.latest)
     set_rng_state(state["rng"], generator)
     at = Progress(**{k: state[k] for k in PROGRESS_FIELDS})
@@ -272,6 +290,8 @@ def fit(
     max_bad_steps: int = 0,
     config: Optional[Dict[str, Any]] = None,
     hooks: Sequence[Callable[[Dict[str, Any]], None]] = (),
+    batches: Optional[Batches] = None,
+    step_hooks: Sequence[Callable[[float], None]] = (),
     progress: bool = False,
     distributed: bool = False,
 ) -> List[Dict[str, Any]]:
@@ -282,7 +302,8 @@ def fit(
     one SVI step on it (``step(*batch)``), so the model and guide receive the same positional
     arguments (``model(x)``, or ``model(x, y)`` when ``data = (x, y)``). A
     ``batch_size`` larger than ``N`` is allowed and means one full batch per epoch
-    (as with a ``DataLoader``); a warning says so.
+    (as with a ``DataLoader``); a warning says so. ``batches`` replaces that policy,
+    e.g. to interleave labelled ``(x, y)`` and unlabelled ``(x,)`` batches.
 
     Parameters live in Pyro's param store, as for any ``SVI``: call
     ``pyro.clear_param_store()`` before training an unrelated model in one process.
@@ -327,6 +348,14 @@ def fit(
     :param max_bad_steps: steps with a non-finite loss skipped before stopping.
     :param config: a JSON-able dict stored in each checkpoint.
     :param hooks: ``hook(metrics)`` called after each epoch's metrics are written.
+    :param batches: ``batches(data, generator)`` -> the epoch's batches, a sequence of
+        argument tuples; called once per epoch with ``data`` on ``device`` and the
+        seeded batch-order generator (again from the same state when a run resumes
+        mid-epoch). Default: a shuffled order cut into ``batch_size`` slices.
+    :param step_hooks: ``hook(progress)`` called before each step with the training
+        progress in epochs once that step is done, ``epoch - 1 + (step + 1) / steps``
+        (in ``(0, epochs]``), e.g. to anneal ``beta``
+        (:class:`pyro_vae.schedules.KLWarmup`).
     :param progress: show a tqdm bar per epoch.
     :param distributed: train data-parallel over the initialised ``torch.distributed``
         process group (see :mod:`pyro_vae.distributed`): each rank steps on its
@@ -368,6 +397,8 @@ def fit(
             test_data = tuple(t.to(device) for t in test_data)
     writer = True  # this process logs, evaluates and writes the run folder
     if distributed:
+        if batches is not None:
+            raise ValueError("batches: a custom batching policy cannot be sharded over ranks")
         module = _ddp_module(model, guide)
         writer = dist_rank() == 0
         progress = progress and writer
@@ -395,7 +426,10 @@ def fit(
 
     at, history = Progress(), []
     if resume and store is not None and store.latest.is_file():
-        at, history = _resume(store, model, guide, data, stepper, generator, batch_size)
+        # one batch to run the model on, so that its parameters exist before loading
+        probe = (tuple(t[:1] for t in data) if batches is None
+                 else batches(data, torch.Generator().manual_seed(0))[0])
+        at, history = _resume(store, model, guide, data, stepper, generator, batch_size, probe)
     elif store is not None and writer:
         store.clear()
 
@@ -415,25 +449,25 @@ def fit(
 
     with deferred_signals() as pending:
         for epoch in range(at.epoch + 1, epochs + 1):
-            if at.order is None:  # a fresh epoch, not one resumed part-way through
-                at.order = torch.randperm(n, generator=generator)
-            # indices live beside the data: no host-to-device copy per step
-            order = at.order.to(data[0].device)
-            if distributed:
-                order = shard(order, dist_rank(), world_size())
-            batches = order.split(batch_size)
+            epoch_batches = _epoch_batches(at, data, batches, batch_size, generator,
+                                           distributed)
             t0, seen0 = time.perf_counter(), at.seen
             # ``with``: the bar is cleared however the epoch ends, so a message printed
             # on an interrupt or an error starts on a clean line.
-            with tqdm(total=len(batches), initial=at.step, desc=f"epoch {epoch}/{epochs}",
+            num_steps = len(epoch_batches)
+            with tqdm(total=num_steps, initial=at.step, desc=f"epoch {epoch}/{epochs}",
                       leave=False, disable=not progress) as bar:
-                while at.step < len(batches):
-                    batch = _batch(data, batches[at.step], transform, generator)
+                while at.step < num_steps:
+                    batch = list(epoch_batches[at.step])
+                    if transform is not None:
+                        batch[0] = transform(batch[0], generator)
+                    for hook in step_hooks:
+                        hook(epoch - 1 + (at.step + 1) / num_steps)
                     try:
                         at.count(stepper(*batch), len(batch[0]))
                     except NonFiniteStep as err:
                         at.count_bad()
-                        _bad_step(at, str(err), len(batches), max_bad_steps, store)
+                        _bad_step(at, str(err), num_steps, max_bad_steps, store)
                     bar.update()
                     bar.set_postfix(loss=f"{at.loss / max(at.seen, 1):.2f}", refresh=False)
                     if checkpoint_steps and at.global_step % checkpoint_steps == 0:
@@ -477,18 +511,53 @@ def fit(
     return history
 
 
-def _batch(
+class _Slices(Sequence):
+    """Batches sliced from ``data`` on demand, one index tensor each."""
+
+    def __init__(self, data: Sequence[torch.Tensor], indices: Sequence[torch.Tensor]):
+        self.data, self.indices = data, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Tuple[torch.Tensor, ...]:
+        return tuple(t[self.indices[i]] for t in self.data)
+
+
+def _epoch_batches(
+    at: Progress,
     data: Sequence[torch.Tensor],
-    idx: torch.Tensor,
-    transform: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]],
+    batches: Optional[Batches],
+    batch_size: int,
     generator: torch.Generator,
-) -> List[torch.Tensor]:
-    """Rows ``idx`` of every tensor of ``data``, the first one passed through ``transform``."""
-    idx = idx.to(data[0].device)
-    batch = [t[idx] for t in data]
-    if transform is not None:
-        batch[0] = transform(batch[0], generator)
-    return batch
+    distributed: bool,
+) -> Sequence[Sequence[torch.Tensor]]:
+    """The batches of epoch ``at.epoch + 1``, the same again when it is resumed part-way.
+
+    By default a random order of the examples (kept in ``at.order``) cut into slices;
+    with a policy ``batches``, what it draws from the generator state kept in
+    ``at.batch_state``.
+    """
+    if batches is None:
+        if at.order is None:  # a fresh epoch, not one resumed part-way through
+            at.order = torch.randperm(len(data[0]), generator=generator)
+        # indices live beside the data: no host-to-device copy per step
+        order = at.order.to(data[0].device)
+        if distributed:
+            order = shard(order, dist_rank(), world_size())
+        return _Slices(data, order.split(batch_size))
+    resumed = at.batch_state is not None
+    now = generator.get_state()
+    if resumed:
+        generator.set_state(at.batch_state)
+    else:
+        at.batch_state = now
+    epoch_batches = batches(tuple(data), generator)
+    if resumed:
+        generator.set_state(now)
+    if not len(epoch_batches):
+        raise ValueError(f"batches: the batching policy gave no batches for epoch {at.epoch + 1}")
+    return epoch_batches
 
 
 def _bad_step(

@@ -9,6 +9,7 @@ import math
 from typing import Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 ACTIVATIONS = {
@@ -42,6 +43,22 @@ def mlp(
     return nn.Sequential(*layers)
 
 
+def _conditioned(net: nn.Sequential, h: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
+    """``net(cat([h, y], -1))`` for inputs ``h: [..., D]`` and a one-hot label ``y: [..., K]``.
+
+    The first layer is applied as ``W_h h + W_y y + b`` and the two terms broadcast, so
+    an enumerated label ``[K, 1, K]`` meets a batch ``[B, D]`` (result ``[K, B, out]``)
+    while ``W_h h`` is computed once, not once per label value as a concatenation would.
+    """
+    if y is None:
+        raise ValueError("y: this network is conditioned on a one-hot label, got None")
+    first, d = net[0], h.shape[-1]
+    out = F.linear(h, first.weight[:, :d], first.bias) + F.linear(
+        y.to(h.dtype), first.weight[:, d:]
+    )
+    return net[1:](out)
+
+
 class Encoder(nn.Module):
     """Maps an image (and optionally a one-hot label) to ``out_dim`` guide parameters.
 
@@ -63,9 +80,7 @@ class Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         h = x.reshape(x.shape[: x.dim() - len(self.x_shape)] + (-1,))
-        if self.cond_dim:
-            h = torch.cat([h, y.to(h.dtype).expand(h.shape[:-1] + y.shape[-1:])], -1)
-        return self.net(h)
+        return _conditioned(self.net, h, y) if self.cond_dim else self.net(h)
 
 
 class Decoder(nn.Module):
@@ -93,8 +108,5 @@ class Decoder(nn.Module):
         self.net = mlp(z_dim + cond_dim, tuple(reversed(tuple(hidden))), out, act)
 
     def forward(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        h = z
-        if self.cond_dim:
-            h = torch.cat([h, y.to(h.dtype).expand(h.shape[:-1] + y.shape[-1:])], -1)
-        out = self.net(h)
+        out = _conditioned(self.net, z, y) if self.cond_dim else self.net(z)
         return out.reshape(out.shape[:-1] + (self.params_per_pixel,) + self.x_shape)

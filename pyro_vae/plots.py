@@ -100,6 +100,35 @@ def training_curves(history: List[Dict[str, float]]) -> plt.Figure:
     return fig
 
 
+def rate_distortion(points: Sequence[Dict[str, float]], title: str = "") -> plt.Figure:
+    """Reconstruction term against KL term, one labelled point per run.
+
+    ``points``: dicts with ``"recon"`` and ``"kl"`` (nats per image) and a ``"beta"``
+    that labels the point, e.g. one per beta of a beta-VAE sweep.
+    """
+    fig, ax = plt.subplots(figsize=(5.2, 4.0))
+    points = sorted(points, key=lambda p: p["kl"])
+    ax.plot([p["kl"] for p in points], [p["recon"] for p in points], "o-", color="C0")
+    for p in points:
+        ax.annotate(f"β={p['beta']:g}", (p["kl"], p["recon"]), textcoords="offset points",
+                    xytext=(6, 4), fontsize=9)
+    ax.set_xlabel("KL(q(z|x) || p(z))  [nats per image]")
+    ax.set_ylabel("reconstruction  E[-log p(x|z)]  [nats per image]")
+    ax.set_title(title or "rate against distortion (test set)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def latent_traversal(images: torch.Tensor, dims: Sequence[int], values: Sequence[float],
+                     title: str = "") -> plt.Figure:
+    """One row per latent dimension varied: ``images: [len(dims), len(values), C, H, W]``,
+    row ``i`` decoding codes whose dimension ``dims[i]`` takes ``values`` in turn."""
+    fig = labelled_rows(images, [f"z[{d}]" for d in dims], title=title)
+    fig.axes[-1].set_xlabel("  ".join(f"{v:+.1f}" for v in values), fontsize=7)
+    return fig
+
+
 def save(fig: plt.Figure, path, dpi: int = 120) -> None:
     """Write ``fig`` to ``path`` atomically (format from the suffix) and close it."""
     buffer = io.BytesIO()

@@ -178,15 +178,15 @@ class FusedStep:
                 raise
             what = str(err).split(_INVALID_ARGUMENT)[0].rstrip(", ")
             raise NonFiniteStep(f"NaN or inf in a distribution's arguments ({what})") from None
-        if first:
-            self._build()
-        elif len(pyro.get_param_store()) != len(self.names):
-            self._add_new_params()
         if not getattr(loss, "requires_grad", False):  # nothing to train, as in SVI
             problem = _non_finite(torch_item(loss), [])
             if problem is not None:
                 raise NonFiniteStep(problem)
-            return torch_item(loss)
+            return torch_item(loss) / self.loss_scale
+        if first:
+            self._build()
+        elif len(pyro.get_param_store()) != len(self.names):
+            self._add_new_params()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.clip_norm:

@@ -1,13 +1,20 @@
 """From a :class:`~pyro_vae.config.TrainConfig` to a finished run folder, and back.
 
 A run folder holds ``config.json``, ``metrics.jsonl``, ``checkpoint.pt`` and the
-figures ``samples.png``, ``reconstructions.png`` and ``curves.png``.
+figures ``samples.png``, ``reconstructions.png`` and ``curves.png`` (and
+``class_samples.png``, one row per class, for models of labelled data).
+
+Models declare what they need by class attributes, never by name: ``uses_labels``
+(batches are ``(x, y)``), ``semi_supervised`` (labels may be missing: ``--labels``
+keeps some, :class:`~pyro_vae.semisupervised.InterleavedBatches` batches them),
+``elbo`` (the ELBO behind ``--elbo auto``) and a ``classify`` method
+(``test_accuracy`` is logged each epoch).
 """
 
 import inspect
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -21,13 +28,18 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .data import BINARIZE, DATASETS, ImageData, binarize, load_dataset
-from .guides import GUIDES
 from .distributed import init_from_env, launched, rank
+from .evaluate import accuracy
+from .guides import GUIDES
 from .infer import ELBOS, METRICS, fit, resolve_device
 from .likelihoods import LIKELIHOODS
 from .models import MODELS
+from .models.m2 import ENUM_DISCRETE
 from .nets import ACTIVATIONS
 from .priors import PRIORS
+from .schedules import SCHEDULES, KLWarmup
+from .semisupervised import InterleavedBatches, keep_labels
+from .stacking import encode_data
 from .steps import STEPS
 
 logger = logging.getLogger(__name__)
@@ -50,9 +62,11 @@ def check_config(config: TrainConfig) -> None:
         "guide": GUIDES,
         "likelihood": LIKELIHOODS,
         "activation": ACTIVATIONS,
-        "elbo": ELBOS,
+        "elbo": ["auto", *sorted(ELBOS)],
         "binarize": BINARIZE,
         "step": ("auto", *STEPS),
+        "warmup": SCHEDULES,
+        "enum_discrete": ENUM_DISCRETE,
     }
     for name, valid in choices.items():
         checks.one_of(name, getattr(config, name), valid)
@@ -61,10 +75,30 @@ def check_config(config: TrainConfig) -> None:
                "mixture_components": 1, "pseudo_inputs": 1, "flow_layers": 1, "guide_rank": 1}
     for name, least in minimum.items():
         checks.integer(name, getattr(config, name), least)
-    for name in ("lr", "beta", "normal_scale"):
+    for name in ("lr", "beta", "normal_scale", "warmup_epochs"):
         checks.positive_number(name, getattr(config, name))
     if config.clip_norm != 0:
         checks.positive_number("clip_norm", config.clip_norm)
+    if not config.alpha >= 0:
+        raise ValueError(f"alpha: expected a non-negative weight, got {config.alpha!r}")
+    if config.labels is not None:
+        semi = sorted(k for k, cls in MODELS.items() if getattr(cls, "semi_supervised", False))
+        if config.model not in semi:
+            raise ValueError(
+                f"labels: model {config.model!r} does not learn from unlabelled images; "
+                f"--labels needs one of {semi}"
+            )
+        checks.integer("labels", config.labels, 0)
+    if config.features and config.likelihood == "bernoulli":
+        raise ValueError(
+            "likelihood: the codes of --features are real-valued; use --likelihood normal"
+        )
+    if (getattr(MODELS[config.model], "elbo", None) == "TraceEnum_ELBO"
+            and config.enum_discrete != "none" and config.elbo not in ("auto", "TraceEnum_ELBO")):
+        raise ValueError(
+            f"elbo: model {config.model!r} enumerates its label and needs TraceEnum_ELBO "
+            f"(or auto), got {config.elbo!r}; --enum-discrete none samples it instead"
+        )
     resolve_device(config.device)
 
 
@@ -77,7 +111,18 @@ def build_model(config: TrainConfig, x_shape, num_classes: int = 10) -> nn.Modul
 
 
 def prepare_data(config: TrainConfig) -> ImageData:
-    """The configured data set; with ``binarize="dynamic"`` its test set binarised once."""
+    """The configured data set; with ``binarize="dynamic"`` its test set binarised once.
+
+    With ``features``, the codes of that run's VAE instead (:mod:`pyro_vae.stacking`).
+    """
+    if config.features:
+        m1, m1_config = load_run(config.features)
+        if m1_config.dataset != config.dataset:
+            raise ValueError(
+                f"features: {config.features} was trained on {m1_config.dataset!r}, "
+                f"this run is on {config.dataset!r}"
+            )
+        return encode_data(m1, prepare_data(m1_config))
     data = load_dataset(config.dataset, config.data_dir)
     if config.binarize == "dynamic":
         generator = torch.Generator().manual_seed(TEST_BINARIZE_SEED)
@@ -154,6 +199,14 @@ def train(
     model = build_model(config, data.x_shape, data.num_classes)
     model.check_data(data.x_train, "train data")
     model.check_data(data.x_test, "test data")
+    uses_labels = getattr(model, "uses_labels", False)
+    semi_supervised = getattr(model, "semi_supervised", False)
+    y_train = data.y_train
+    if config.labels is not None:
+        y_train = keep_labels(y_train, config.labels, data.num_classes, seed=config.seed)
+    if uses_labels:
+        model.check_labels(y_train, len(data.x_train), "train labels", allow_missing=semi_supervised)
+        model.check_labels(data.y_test, len(data.x_test), "test labels")
     if resume:
         check_resumable(out, config, data.x_shape)
     if writer:
@@ -163,9 +216,12 @@ def train(
         torch.distributed.barrier()  # the run folder is ready before any rank reads it
     model.to(device)
 
-    uses_labels = getattr(model, "uses_labels", False)
-    train_set = (data.x_train, data.y_train) if uses_labels else (data.x_train,)
-    test_set = (data.x_test, data.y_test) if uses_labels else (data.x_test,)
+    train_set = (data.x_train, y_train) if uses_labels else (data.x_train,)
+    # A semi-supervised model is scored on the bound of log p(x): its test images are unlabelled.
+    test_set = (data.x_test, data.y_test) if uses_labels and not semi_supervised else (data.x_test,)
+    step_hooks = []
+    if config.warmup != "none":
+        step_hooks.append(KLWarmup(model, SCHEDULES[config.warmup](config.warmup_epochs)))
     history = fit(
         model.model,
         model.guide,
@@ -173,13 +229,14 @@ def train(
         test_data=test_set,
         epochs=config.epochs,
         batch_size=config.batch_size,
-        elbo=_elbo(config),
+        elbo=_elbo(config, model),
         lr=config.lr,
         step=None if config.step == "auto" else config.step,
         clip_norm=config.clip_norm or None,
         seed=config.seed,
         device=device,
         transform=binarize if config.binarize == "dynamic" else None,
+        evaluate=_evaluate(model, data, config),
         run_dir=out,
         checkpoint_every=config.checkpoint_every,
         checkpoint_steps=config.checkpoint_steps,
@@ -187,30 +244,69 @@ def train(
         max_bad_steps=config.max_bad_steps,
         resume=resume,
         config={**config.to_dict(), "x_shape": list(data.x_shape), "num_classes": data.num_classes},
+        batches=InterleavedBatches(config.batch_size) if semi_supervised else None,
+        step_hooks=step_hooks,
         progress=progress,
         distributed=distributed,
     )
     if history and writer:
-        write_figures(model, data, history, out)
+        write_figures(model, data, history, out, decode=image_decoder(config, device))
     return model, history
 
 
-def _elbo(config: TrainConfig):
-    return ELBOS[config.elbo](num_particles=config.num_particles)
+def _elbo(config: TrainConfig, model: nn.Module):
+    name = getattr(model, "elbo", "Trace_ELBO") if config.elbo == "auto" else config.elbo
+    return ELBOS[name](num_particles=config.num_particles)
 
 
-def write_figures(model: nn.Module, data: ImageData, history, out: Path, seed: int = 0) -> None:
-    """``samples.png``, ``reconstructions.png`` and ``curves.png`` in ``out``."""
+def _evaluate(model: nn.Module, data: ImageData, config: TrainConfig):
+    """Extra metrics per epoch: ``beta`` under a warm-up, ``test_accuracy`` of a classifier."""
+    if config.warmup == "none" and not hasattr(model, "classify"):
+        return None
+
+    def evaluate() -> Dict[str, float]:
+        metrics = {"beta": model.beta} if config.warmup != "none" else {}
+        if hasattr(model, "classify"):
+            device = next(model.parameters()).device
+            metrics["test_accuracy"] = accuracy(model.classify, data.x_test.to(device), data.y_test)
+        return metrics
+
+    return evaluate
+
+
+def image_decoder(config: TrainConfig, device=None) -> Optional[Callable]:
+    """For a run on a VAE's codes (``features``): codes ``[N, 1, 1, D]`` -> that VAE's
+    mean images; ``None`` for a run on images."""
+    if not config.features:
+        return None
+    m1, _ = load_run(config.features, device=device or "cpu")
+    return lambda codes: m1.decode(codes.flatten(1))
+
+
+def write_figures(model: nn.Module, data: ImageData, history, out: Path, seed: int = 0,
+                  decode: Optional[Callable] = None) -> None:
+    """``samples.png``, ``reconstructions.png``, ``curves.png`` (and ``class_samples.png``
+    for a model of labelled data) in ``out``. ``decode`` maps model outputs to images
+    (a stacked model's codes through its VAE)."""
+    decode = decode or (lambda x: x)
+    uses_labels = getattr(model, "uses_labels", False)
     model.eval()
     device = next(model.parameters()).device
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        samples = model.generate(64)
-    x = data.x_test[:32].to(device)
-    plots.save(plots.image_grid(samples, 8, title="samples from the prior"),
-               run_path(out, "samples.png"))
-    plots.save(plots.reconstructions(x, model.reconstruct(x)), run_path(out, "reconstructions.png"))
+        samples = decode(model.generate(64))
+        if uses_labels:
+            per_class = 10
+            rows = [decode(model.generate(per_class, y=k)) for k in range(model.num_classes)]
+    x, y = data.x_test[:32].to(device), data.y_test[:32].to(device)
+    x_hat = model.reconstruct(x, y) if uses_labels else model.reconstruct(x)
+    plots.save(plots.image_grid(samples, 8, title="samples from the prior"), run_path(out, "samples.png"))
+    plots.save(plots.reconstructions(decode(x), decode(x_hat)), run_path(out, "reconstructions.png"))
     plots.save(plots.training_curves(history), run_path(out, "curves.png"))
+    if uses_labels:
+        plots.save(plots.labelled_rows(torch.stack(rows), list(range(model.num_classes)),
+                                       title="samples, one row per class"),
+                   run_path(out, "class_samples.png"))
     model.train()
 
 

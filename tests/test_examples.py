@@ -1,5 +1,7 @@
 """Every script in examples/ runs with tiny flags, and none is left without a test."""
 
+import json
+
 import runpy
 import sys
 from pathlib import Path
@@ -25,6 +27,17 @@ def test_swap_parts(monkeypatch, capsys):
     run_example("swap_parts.py", ["--epochs", "1", "--num-train", "200", "--num-test", "10",
                                   "--iw-samples", "5", "--z-dim", "4", "--hidden", "16"], monkeypatch)
     assert capsys.readouterr().out.strip()
+
+
+def test_beta_vae(tmp_path, monkeypatch):
+    run_example("beta_vae.py", ["--epochs", "1", "--num-train", "400", "--betas", "0.5", "4",
+                                "--z-dim", "3", "--traversal-dims", "2", "--out", str(tmp_path)],
+                monkeypatch)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [r["beta"] for r in results] == [0.5, 4.0]
+    assert all(r["test_loss"] == pytest.approx(r["recon"] + r["kl"]) for r in results)
+    names = {p.name for p in tmp_path.glob("*.png")}
+    assert names == {"tradeoff.png", "traversal_beta0.5.png", "traversal_beta4.png"}
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("*.py")))

@@ -65,6 +65,8 @@ class VAE(nn.Module):
     VampPrior) is bound to this model once its networks exist.
     """
 
+    cond_dim = 0  # width of a one-hot label appended to both networks' inputs (CVAE)
+
     def __init__(
         self,
         x_shape: Sequence[int] = (1, 28, 28),
@@ -101,9 +103,12 @@ class VAE(nn.Module):
         self.posterior = _part(
             "guide", GUIDES, guide, self.z_dim, num_layers=flow_layers, rank=guide_rank
         )
-        self.encoder = Encoder(x_shape, self.posterior.num_params, hidden, activation)
+        self.encoder = Encoder(
+            x_shape, self.posterior.num_params, hidden, activation, cond_dim=self.cond_dim
+        )
         self.decoder = Decoder(
-            self.z_dim, x_shape, self.likelihood.params_per_pixel, hidden, activation
+            self.z_dim, x_shape, self.likelihood.params_per_pixel, hidden, activation,
+            cond_dim=self.cond_dim,
         )
         if hasattr(self.prior, "bind"):
             self.prior.bind(self)

@@ -1,0 +1,100 @@
+"""The semi-supervised VAE M2 of Kingma, Rezende, Mohamed & Welling (2014)."""
+
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+import pyro
+import pyro.distributions as dist
+
+from ..nets import Encoder
+from .cvae import CVAE
+
+ENUM_DISCRETE = ("parallel", "sequential", "none")
+
+
+class M2(CVAE):
+    r"""M2: the :class:`CVAE` whose label is latent when missing, plus a classifier q(y|x).
+
+    Generative story (``model``), for each image ``n`` in the plate ``"data"``::
+
+        y_n ~ Cat(1/K)                         site "y"  (observed when labelled)
+        z_n ~ p(z)                             site "z"
+        x_n ~ p(x | decoder(z_n, onehot(y_n)))  site "x"
+
+    Guide (``guide``)::
+
+        y_n ~ Cat(softmax(classifier(x_n)))     site "y"  (only when unlabelled)
+        z_n ~ q(z | encoder(x_n, onehot(y_n)))  site "z"
+
+    A labelled batch ``(x, y)`` observes ``"y"`` and adds the classification term of
+    Kingma et al. (2014, eq. 9) as the factor ``"classification"``,
+    ``alpha * log q(y_n | x_n)``. An unlabelled batch ``(x,)`` gets the bound
+    ``E_q(y|x)[ELBO(x, y)] + H(q(y | x))`` (eq. 7), with ``"y"`` enumerated exactly
+    over its ``K`` values (``enum_discrete="parallel"``, under ``TraceEnum_ELBO``) or
+    drawn once (``"none"``: a score-function estimate, for comparison). One SVI on
+    such batches maximises
+
+        J_alpha = sum_labelled [ELBO(x, y) + alpha log q(y | x)] + sum_unlabelled ELBO(x).
+
+    :param num_classes: number of classes ``K``.
+    :param alpha: weight of the classification term (0 turns it off).
+    :param classifier_hidden: hidden widths of the classifier; default ``hidden``.
+    :param enum_discrete: ``"parallel"``, ``"sequential"`` or ``"none"`` (sample y).
+    Other parameters as for :class:`VAE`.
+    """
+
+    semi_supervised = True  # batches may lack labels: fit() may pass (x,) alone
+    elbo = "TraceEnum_ELBO"  # the ELBO that train() uses for --elbo auto
+
+    def __init__(
+        self,
+        x_shape: Sequence[int] = (1, 28, 28),
+        num_classes: int = 10,
+        z_dim: int = 50,
+        hidden: Sequence[int] = (400,),
+        activation: str = "relu",
+        prior: Union[str, nn.Module] = "normal",
+        likelihood: Union[str, nn.Module] = "bernoulli",
+        guide: Union[str, nn.Module] = "diagonal",
+        beta: float = 1.0,
+        alpha: float = 50.0,
+        classifier_hidden: Optional[Sequence[int]] = None,
+        enum_discrete: str = "parallel",
+    ):
+        if not alpha >= 0:
+            raise ValueError(f"alpha: expected a non-negative weight, got {alpha!r}")
+        if enum_discrete not in ENUM_DISCRETE:
+            raise ValueError(f"enum_discrete: expected one of {ENUM_DISCRETE}, got {enum_discrete!r}")
+        super().__init__(
+            x_shape, num_classes, z_dim, hidden, activation, prior, likelihood, guide, beta
+        )
+        self.alpha, self.enum_discrete = float(alpha), enum_discrete
+        classifier_hidden = hidden if classifier_hidden is None else classifier_hidden
+        self.classifier = Encoder(self.x_shape, self.num_classes, classifier_hidden, activation)
+
+    def label_posterior(self, x: torch.Tensor) -> dist.Categorical:
+        """q(y | x) = Cat(softmax(classifier(x))), batch shape ``[B]``."""
+        return dist.Categorical(logits=self.classifier(x))
+
+    # ------------------------------------------- Pyro (model and guide: CVAE's)
+    def auxiliary(self, x: torch.Tensor, y: Optional[torch.Tensor]) -> None:
+        """The classification factor ``alpha * log q(y | x)`` of a labelled batch."""
+        if y is not None and self.alpha > 0:
+            pyro.module("classifier", self.classifier)
+            pyro.factor("classification", self.alpha * self.label_posterior(x).log_prob(y))
+
+    def guide_label(self, x: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
+        """The observed label, else ``y ~ q(y | x)``: enumerated, or drawn once."""
+        pyro.module("classifier", self.classifier)
+        if y is not None:
+            return y
+        infer = {} if self.enum_discrete == "none" else {"enumerate": self.enum_discrete}
+        return pyro.sample("y", self.label_posterior(x), infer=infer)
+
+    # ----------------------------------------------------------- utilities
+    @torch.no_grad()
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """Class probabilities q(y | x) for ``x: [B, C, H, W]`` -> ``[B, K]``."""
+        return self.label_posterior(x).probs
