@@ -12,7 +12,6 @@ raises for each bad argument. docs/robustness.md holds the output.
 import contextlib
 import io
 import logging
-import sys
 import tempfile
 from pathlib import Path
 

@@ -26,7 +26,6 @@ import pyro
 import pyro.optim
 import pyro.poutine as poutine
 from pyro.infer import (
-    SVI,
     ELBO,
     RenyiELBO,
     Trace_ELBO,
