@@ -37,6 +37,13 @@ def kl_per_dim(vae: VAE, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def active_units(vae: VAE, x: torch.Tensor, threshold: float = 0.01) -> int:
+    """Latent dimensions whose posterior mean varies over ``x``: Var_x(E_q[z_d]) > 0.01
+    (Burda et al. 2015)."""
+    return int((vae.encode(x).var(0) > threshold).sum())
+
+
+@torch.no_grad()
 def traversal(vae: VAE, x: torch.Tensor, dims, values) -> torch.Tensor:
     """Decoded images ``[len(dims), len(values), C, H, W]``: the code of ``x: [1, C, H, W]``
     with dimension ``dims[i]`` set to each of ``values``."""
@@ -72,10 +79,11 @@ def main(argv=None):
         vae.eval()
         terms = elbo_terms(vae.model, vae.guide, data.x_test)  # beta = 1 terms
         results.append({"beta": beta, "recon": terms["recon"], "kl": terms["kl"],
-                        "test_loss": terms["test_loss"]})
+                        "test_loss": terms["test_loss"],
+                        "active_units": active_units(vae, data.x_test)})
         models[beta] = vae
-        print(f"beta {beta:g}: recon {terms['recon']:.1f}  kl {terms['kl']:.1f} nats/image",
-              flush=True)
+        print(f"beta {beta:g}: recon {terms['recon']:.1f}  kl {terms['kl']:.1f} nats/image  "
+              f"active units {results[-1]['active_units']}/{args.z_dim}", flush=True)
 
     plots.save(plots.rate_distortion(results, f"beta-VAE on mnist-10k, z_dim {args.z_dim}"),
                out / "tradeoff.png")
@@ -88,6 +96,11 @@ def main(argv=None):
                                         title=f"beta = {beta:g}: one latent varied per row")
         plots.save(figure, out / f"traversal_beta{beta:g}.png")
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print("| beta | recon E[-log p(x|z)] | KL | -ELBO (beta = 1) | active units |")
+    print("| --- | --- | --- | --- | --- |")
+    for r in results:
+        print(f"| {r['beta']:g} | {r['recon']:.1f} | {r['kl']:.1f} | {r['test_loss']:.1f} | "
+              f"{r['active_units']}/{args.z_dim} |")
     print(f"figures and results in {out}")
 
 

@@ -27,7 +27,7 @@ def _tile(images: torch.Tensor, nrow: int, pad: int = 1) -> torch.Tensor:
 
 
 def _show(ax, images: torch.Tensor, nrow: int) -> None:
-    mosaic = _tile(images, nrow).numpy()
+    mosaic = _tile(images, nrow).numpy()  # matplotlib wants arrays, not tensors
     if mosaic.shape[-1] == 1:
         ax.imshow(mosaic[..., 0], cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
     else:

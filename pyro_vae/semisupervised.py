@@ -47,15 +47,17 @@ class InterleavedBatches:
     """Batching policy for :func:`~pyro_vae.infer.fit` on a partially labelled ``(x, y)``.
 
     An epoch is one shuffled pass over the unlabelled images in batches ``(x_u,)`` of
-    ``batch_size``, with a labelled batch ``(x_l, y_l)`` of ``labelled_batch_size``
-    placed after every ``unlabelled_per_labelled`` of them. Labelled batches cycle
+    ``batch_size``; a labelled batch ``(x_l, y_l)`` of ``labelled_batch_size``
+    (default ``batch_size``, at most the number of labels) follows every
+    ``unlabelled_per_labelled``-th of them and the last one. Labelled batches run
     through the labelled images in a fresh shuffled order each pass, so with few
     labels each is seen many times per epoch. Without unlabelled images an epoch is
     one pass over the labelled ones; without labels, the unlabelled pass alone.
 
-    The default, one labelled batch per unlabelled batch, gives the labelled terms of
-    the objective a weight of about ``N_u / N_l`` per labelled image relative to an
-    unlabelled one (see ``docs/variants.md``).
+    As every step's loss is a sum over its batch, the default (one labelled batch per
+    unlabelled batch, both of ``B`` images) weights each labelled image's terms about
+    ``N_u / N_l`` times as much as an unlabelled image's. ``unlabelled_per_labelled``
+    at least the number of unlabelled batches gives one labelled batch per epoch.
     """
 
     def __init__(
@@ -65,15 +67,10 @@ class InterleavedBatches:
         unlabelled_per_labelled: int = 1,
     ):
         for name, value in (("batch_size", batch_size),
+                            ("labelled_batch_size", labelled_batch_size or 1),
                             ("unlabelled_per_labelled", unlabelled_per_labelled)):
             if isinstance(value, bool) or int(value) != value or value < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-        if labelled_batch_size is not None and (
-            int(labelled_batch_size) != labelled_batch_size or labelled_batch_size < 1
-        ):
-            raise ValueError(
-                f"labelled_batch_size: expected a positive integer, got {labelled_batch_size!r}"
-            )
         self.batch_size = int(batch_size)
         self.labelled_batch_size = labelled_batch_size
         self.unlabelled_per_labelled = int(unlabelled_per_labelled)

@@ -103,3 +103,11 @@ def test_classify_and_arguments():
         small_m2(alpha=-1)
     with pytest.raises(ValueError, match="enum_discrete"):
         small_m2(enum_discrete="exact")
+
+
+def test_reconstruct_without_labels_uses_the_classifier():
+    m2 = small_m2()
+    x = torch.rand(4, 1, 6, 6)
+    predicted = m2.classify(x).argmax(-1)
+    assert torch.equal(m2.reconstruct(x), m2.reconstruct(x, predicted))
+    assert m2.reconstruct(x).shape == x.shape

@@ -98,3 +98,8 @@ class M2(CVAE):
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """Class probabilities q(y | x) for ``x: [B, C, H, W]`` -> ``[B, K]``."""
         return self.label_posterior(x).probs
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """As :meth:`CVAE.reconstruct`; without ``y``, the most probable label under q(y|x)."""
+        return super().reconstruct(x, self.classify(x).argmax(-1) if y is None else y)

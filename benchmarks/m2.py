@@ -1,0 +1,142 @@
+"""Semi-supervised classification with 100 labels: M2 and M1+M2 against labels alone.
+
+For each label draw (seed), ``--labels`` balanced labels are kept and the rest of the
+training set is unlabelled. Every method reports the test accuracy of its classifier
+after its last epoch (no early stopping: the test set is never used to choose).
+
+=================  ==============================================================
+``labels-only``    the M2 classifier network, cross-entropy on the labels alone
+``m2-sparse``      M2 on pixels, each labelled image once per epoch (labelled
+                   batches spread through the unlabelled pass, as in Pyro's
+                   ss-vae example), alpha 46
+``m2``             M2 on pixels, one labelled batch after every unlabelled one
+``m1-labels-only`` the classifier network on the codes of M1 (a plain VAE trained
+                   on all training images, no labels), labels alone
+``m1+m2``          M2 on those codes, ``normal`` likelihood (Kingma et al. 2014)
+``m1+m2-sampled``  the same with the label of an unlabelled code drawn once from
+                   q(y|x) (score-function gradient) instead of enumerated
+=================  ==============================================================
+
+M1 is trained once per data set (it never sees a label) and shared by the seeds.
+Example (the tables of docs/variants.md)::
+
+    python benchmarks/m2.py --dataset mnist-10k
+    python benchmarks/m2.py --dataset fashion-mnist --m2-epochs 3 --m1m2-epochs 10
+"""
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import pyro
+
+from pyro_vae import M2, VAE, InterleavedBatches, accuracy, encode_data, fit, keep_labels, load_dataset
+
+METHODS = ["labels-only", "m2-sparse", "m2", "m1-labels-only", "m1+m2", "m1+m2-sampled"]
+
+
+def labels_only(model: M2, x, y, args) -> None:
+    """Cross-entropy on the labelled images alone: full batch Adam, a fixed step count."""
+    keep = y >= 0
+    optim = torch.optim.Adam(model.classifier.parameters(), lr=args.lr)
+    for _ in range(args.baseline_steps):
+        optim.zero_grad()
+        F.cross_entropy(model.classifier(x[keep]), y[keep]).backward()
+        optim.step()
+
+
+def semi_supervised(model: M2, x, y, args, epochs: int, every: int, transform=None) -> None:
+    fit(model.model, model.guide, (x, y), epochs=epochs, lr=args.lr, seed=args.seed_offset,
+        elbo="TraceEnum_ELBO", batches=InterleavedBatches(args.batch_size, args.batch_size, every),
+        transform=transform)
+
+
+def m1_codes(data, args):
+    """Train M1 on the training images (no labels) once; its posterior means of all images."""
+    beta = "" if args.m1_beta == 1 else f"-beta{args.m1_beta:g}"
+    cache = Path(args.cache) / f"m1-{data.name}-{args.m1_epochs}{beta}.pt"
+    pyro.clear_param_store()
+    m1 = VAE(data.x_shape, z_dim=args.m1_z, hidden=args.m1_hidden, activation="softplus",
+             beta=args.m1_beta)
+    if cache.is_file():
+        m1.load_state_dict(torch.load(cache, weights_only=True))
+    else:
+        t0 = time.perf_counter()
+        fit(m1.model, m1.guide, data.x_train, epochs=args.m1_epochs, lr=1e-3, seed=0)
+        print(f"# M1 trained on {len(data.x_train)} images, {args.m1_epochs} epochs, "
+              f"{time.perf_counter() - t0:.0f} s", flush=True)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(m1.state_dict(), cache)
+    return encode_data(m1, data)
+
+
+def run(method, data, codes, seed, args):
+    y = keep_labels(data.y_train, args.labels, data.num_classes, seed=seed)
+    source = codes if method.startswith("m1") else data
+    pyro.clear_param_store()
+    pyro.set_rng_seed(seed)
+    kw = dict(num_classes=data.num_classes, z_dim=args.z_dim, hidden=(500,), activation="softplus")
+    if method.startswith("m1"):
+        enum = "none" if method.endswith("sampled") else "parallel"
+        model = M2(source.x_shape, likelihood="normal", alpha=args.alpha, enum_discrete=enum, **kw)
+    else:
+        model = M2(source.x_shape, alpha=46.0 if method == "m2-sparse" else args.alpha, **kw)
+    x = source.x_train
+    if method.endswith("labels-only"):
+        labels_only(model, x, y, args)
+    elif method == "m2-sparse":
+        semi_supervised(model, x, y, args, args.m2_epochs, every=len(x))
+    elif method == "m2":
+        semi_supervised(model, x, y, args, args.m2_epochs, every=args.unlabelled_per_labelled)
+    else:
+        semi_supervised(model, x, y, args, args.m1m2_epochs, every=args.unlabelled_per_labelled)
+    return accuracy(model.classify, source.x_test, source.y_test)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="mnist-10k")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--labels", type=int, default=100)
+    parser.add_argument("--alpha", type=float, default=200.0)
+    parser.add_argument("--unlabelled-per-labelled", type=int, default=1,
+                        help="unlabelled batches per labelled batch (m2, m1+m2)")
+    parser.add_argument("--z-dim", type=int, default=50, help="latent dimension of M2")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--baseline-steps", type=int, default=500)
+    parser.add_argument("--m2-epochs", type=int, default=10, help="epochs of M2 on pixels")
+    parser.add_argument("--m1m2-epochs", type=int, default=30, help="epochs of M2 on codes")
+    parser.add_argument("--m1-epochs", type=int, default=200)
+    parser.add_argument("--m1-z", type=int, default=50)
+    parser.add_argument("--m1-beta", type=float, default=1.0)
+    parser.add_argument("--m1-hidden", type=int, nargs="+", default=[600, 600])
+    parser.add_argument("--seed-offset", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--cache", default="runs/bench-m2", help="folder for the trained M1")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    data = load_dataset(args.dataset)
+    codes = m1_codes(data, args) if any(m.startswith("m1") for m in args.methods) else None
+    print(f"# {args.dataset}: {args.labels} labels, {len(data.x_train) - args.labels} unlabelled, "
+          f"{len(data.x_test)} test images; seeds {args.seeds}")
+    print("| method | test accuracy % (mean ± sd) | per seed | minutes |")
+    print("| --- | --- | --- | --- |")
+    for method in args.methods:
+        t0, scores = time.perf_counter(), []
+        for seed in args.seeds:
+            args.seed_offset = seed
+            scores.append(100 * run(method, data, codes, seed, args))
+        sd = statistics.stdev(scores) if len(scores) > 1 else 0.0
+        print(f"| {method} | {statistics.mean(scores):.1f} ± {sd:.1f} | "
+              f"{', '.join(f'{s:.1f}' for s in scores)} | {(time.perf_counter() - t0) / 60:.1f} |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
