@@ -105,9 +105,17 @@ def check_config(config: TrainConfig) -> None:
 def build_model(config: TrainConfig, x_shape, num_classes: int = 10) -> nn.Module:
     """The model named by ``config.model``, given the config fields its constructor takes."""
     cls = MODELS[config.model]
-    params = inspect.signature(cls).parameters
     values = {**config.to_dict(), "x_shape": tuple(x_shape), "num_classes": num_classes}
-    return cls(**{k: v for k, v in values.items() if k in params})
+    return cls(**{k: v for k, v in values.items() if k in _arguments(cls)})
+
+
+def _arguments(cls) -> set:
+    """Keyword arguments of ``cls``, those it passes on to its base class by ``**`` included."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    names = {p.name for p in params if p.kind is not p.VAR_KEYWORD} - {"self"}
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        names |= _arguments(cls.__mro__[1])
+    return names
 
 
 def prepare_data(config: TrainConfig) -> ImageData:

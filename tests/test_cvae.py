@@ -81,3 +81,12 @@ def test_bad_labels_name_the_problem():
         cvae.check_labels(torch.tensor([0, 1]), 3)
     with pytest.raises(ValueError, match="num_classes"):
         CVAE(num_classes=1)
+
+
+def test_part_options_reach_a_conditional_model():
+    from pyro_vae import TrainConfig
+    from pyro_vae.train import build_model
+
+    config = TrainConfig(model="m2", prior="mog", mixture_components=7, z_dim=3, hidden=(8,))
+    m2 = build_model(config, (1, 6, 6), num_classes=4)
+    assert m2.prior.num_components == 7 and m2.num_classes == 4 and m2.hidden == (8,)

@@ -49,23 +49,13 @@ class CVAE(VAE):
 
     uses_labels = True  # fit() passes (x, y) batches; train() checks the labels
 
-    def __init__(
-        self,
-        x_shape: Sequence[int] = (1, 28, 28),
-        num_classes: int = 10,
-        z_dim: int = 50,
-        hidden: Sequence[int] = (400,),
-        activation: str = "relu",
-        prior: Union[str, nn.Module] = "normal",
-        likelihood: Union[str, nn.Module] = "bernoulli",
-        guide: Union[str, nn.Module] = "diagonal",
-        beta: float = 1.0,
-    ):
+    def __init__(self, x_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10,
+                 **vae_options):
         if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 2:
             raise ValueError(f"num_classes: expected an integer >= 2, got {num_classes!r}")
         # Set before VAE.__init__, which builds both networks with a one-hot label input.
         self.num_classes = self.cond_dim = int(num_classes)
-        super().__init__(x_shape, z_dim, hidden, activation, prior, likelihood, guide, beta)
+        super().__init__(x_shape, **vae_options)
         self.label_prior = UniformLabels(self.num_classes)
 
     def one_hot(self, y: torch.Tensor) -> torch.Tensor:

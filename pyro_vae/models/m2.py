@@ -1,9 +1,8 @@
 """The semi-supervised VAE M2 of Kingma, Rezende, Mohamed & Welling (2014)."""
 
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 
 import torch
-from torch import nn
 
 import pyro
 import pyro.distributions as dist
@@ -52,27 +51,20 @@ class M2(CVAE):
         self,
         x_shape: Sequence[int] = (1, 28, 28),
         num_classes: int = 10,
-        z_dim: int = 50,
-        hidden: Sequence[int] = (400,),
-        activation: str = "relu",
-        prior: Union[str, nn.Module] = "normal",
-        likelihood: Union[str, nn.Module] = "bernoulli",
-        guide: Union[str, nn.Module] = "diagonal",
-        beta: float = 1.0,
         alpha: float = 50.0,
         classifier_hidden: Optional[Sequence[int]] = None,
         enum_discrete: str = "parallel",
+        **vae_options,
     ):
         if not alpha >= 0:
             raise ValueError(f"alpha: expected a non-negative weight, got {alpha!r}")
         if enum_discrete not in ENUM_DISCRETE:
             raise ValueError(f"enum_discrete: expected one of {ENUM_DISCRETE}, got {enum_discrete!r}")
-        super().__init__(
-            x_shape, num_classes, z_dim, hidden, activation, prior, likelihood, guide, beta
-        )
+        super().__init__(x_shape, num_classes, **vae_options)
         self.alpha, self.enum_discrete = float(alpha), enum_discrete
-        classifier_hidden = hidden if classifier_hidden is None else classifier_hidden
-        self.classifier = Encoder(self.x_shape, self.num_classes, classifier_hidden, activation)
+        classifier_hidden = self.hidden if classifier_hidden is None else classifier_hidden
+        self.classifier = Encoder(self.x_shape, self.num_classes, classifier_hidden,
+                                  self.activation)
 
     def label_posterior(self, x: torch.Tensor) -> dist.Categorical:
         """q(y | x) = Cat(softmax(classifier(x))), batch shape ``[B]``."""

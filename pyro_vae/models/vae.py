@@ -94,6 +94,7 @@ class VAE(nn.Module):
         if not beta > 0:
             raise ValueError(f"beta: expected a positive number, got {beta!r}")
         self.x_shape, self.z_dim, self.beta = x_shape, int(z_dim), float(beta)
+        self.hidden, self.activation = tuple(hidden), activation
         self.prior = _part(
             "prior", PRIORS, prior, self.z_dim, x_shape=x_shape,
             num_components=mixture_components, num_pseudo_inputs=pseudo_inputs,
