@@ -59,7 +59,7 @@ class M2(CVAE):
         likelihood: Union[str, nn.Module] = "bernoulli",
         guide: Union[str, nn.Module] = "diagonal",
         beta: float = 1.0,
-        alpha: float = 50.0,
+        alpha: float = 200.0,
         classifier_hidden: Optional[Sequence[int]] = None,
         enum_discrete: str = "parallel",
     ):
