@@ -50,7 +50,7 @@ class TrainConfig:
     # semi-supervised and conditional models
     labels: int = _field(None, "labels kept, balanced over classes and chosen by seed; "
                          "the rest of the training set is unlabelled (m2); None keeps all")
-    alpha: float = _field(50.0, "weight of the classification term alpha log q(y|x) (m2)")
+    alpha: float = _field(200.0, "weight of the classification term alpha log q(y|x) (m2)")
     enum_discrete: str = _field("parallel", "label inference for unlabelled images (m2): "
                                 "parallel or sequential enumeration, or none (one sample)")
     features: str = _field(None, "run folder of a trained VAE; its posterior means of the "

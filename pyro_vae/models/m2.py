@@ -51,7 +51,7 @@ class M2(CVAE):
         self,
         x_shape: Sequence[int] = (1, 28, 28),
         num_classes: int = 10,
-        alpha: float = 50.0,
+        alpha: float = 200.0,
         classifier_hidden: Optional[Sequence[int]] = None,
         enum_discrete: str = "parallel",
         **vae_options,
