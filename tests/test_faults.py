@@ -6,6 +6,7 @@ import itertools
 import logging
 import re
 import signal
+import time
 
 import pyro
 import pyro.optim
@@ -169,7 +170,9 @@ def _signal_at(call, *signums):
     def transform(x, generator):
         if next(counter) == call:
             for signum in signums:
-                signal.raise_signal(signum)  # delivered now, so two are never merged
+                signal.raise_signal(signum)
+                # let the handler run before the next signal, so two are never merged
+                time.sleep(0.05)
         return x
 
     return transform
