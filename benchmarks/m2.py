@@ -60,17 +60,20 @@ def m1_codes(data, args):
     beta = "" if args.m1_beta == 1 else f"-beta{args.m1_beta:g}"
     cache = Path(args.cache) / f"m1-{data.name}-{args.m1_epochs}{beta}.pt"
     pyro.clear_param_store()
+    pyro.set_rng_seed(0)
     m1 = VAE(data.x_shape, z_dim=args.m1_z, hidden=args.m1_hidden, activation="softplus",
              beta=args.m1_beta)
-    if cache.is_file():
+    t0, cached = time.perf_counter(), cache.is_file()
+    if cached:
         m1.load_state_dict(torch.load(cache, weights_only=True))
     else:
-        t0 = time.perf_counter()
         fit(m1.model, m1.guide, data.x_train, epochs=args.m1_epochs, lr=1e-3, seed=0)
-        print(f"# M1 trained on {len(data.x_train)} images, {args.m1_epochs} epochs, "
-              f"{time.perf_counter() - t0:.0f} s", flush=True)
         cache.parent.mkdir(parents=True, exist_ok=True)
         torch.save(m1.state_dict(), cache)
+    how = f"loaded from {cache}" if cached else f"{(time.perf_counter() - t0) / 60:.1f} min"
+    print(f"# M1: VAE, z_dim {args.m1_z}, hidden {args.m1_hidden} softplus, beta {args.m1_beta:g}, "
+          f"{args.m1_epochs} epochs on the {len(data.x_train)} training images, no labels ({how})",
+          flush=True)
     return encode_data(m1, data)
 
 
@@ -112,9 +115,9 @@ def main(argv=None):
     parser.add_argument("--baseline-steps", type=int, default=500)
     parser.add_argument("--m2-epochs", type=int, default=10, help="epochs of M2 on pixels")
     parser.add_argument("--m1m2-epochs", type=int, default=30, help="epochs of M2 on codes")
-    parser.add_argument("--m1-epochs", type=int, default=200)
+    parser.add_argument("--m1-epochs", type=int, default=100)
     parser.add_argument("--m1-z", type=int, default=50)
-    parser.add_argument("--m1-beta", type=float, default=1.0)
+    parser.add_argument("--m1-beta", type=float, default=0.5)
     parser.add_argument("--m1-hidden", type=int, nargs="+", default=[600, 600])
     parser.add_argument("--seed-offset", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--cache", default="runs/bench-m2", help="folder for the trained M1")
