@@ -94,7 +94,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"num_images: expected a positive integer, got {args.num_images}")
     model, config = load_run(args.run_dir, args.device)
     data = prepare_data(config)
-    labelled = getattr(model, "uses_labels", False) and not getattr(model, "semi_supervised", False)
+    labelled = model.uses_labels and not model.semi_supervised
     device = next(model.parameters()).device
     keep = slice(args.num_images)
     x_test, y_test = data.x_test[keep].to(device), data.y_test[keep].to(device)
@@ -102,7 +102,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     result = evaluation_report(model.model, model.guide, test, iw_samples=args.iw_samples,
                                batch_size=args.batch_size)
-    if hasattr(model, "classify"):
+    if model.classifies:
         result["test_accuracy"] = accuracy(model.classify, x_test, y_test, args.batch_size)
     result["num_images"] = len(x_test)
     if args.json:
@@ -122,7 +122,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     if out.suffix not in (".png", ".npy"):
         raise ValueError(f"out: expected a file ending in .png or .npy, got {out.name!r}")
     model, config = load_run(args.run_dir, args.device)
-    if args.label is not None and not getattr(model, "uses_labels", False):
+    if args.label is not None and not model.uses_labels:
         raise ValueError(
             f"label: model {config.model!r} is not conditioned on a label; train a cvae or m2"
         )
@@ -147,7 +147,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     data = prepare_data(config)
     device = next(model.parameters()).device
     x, y = data.x_test[: args.num].to(device), data.y_test[: args.num].to(device)
-    x_hat = model.reconstruct(x, y) if getattr(model, "uses_labels", False) else model.reconstruct(x)
+    x_hat = model.reconstruct(x, y) if model.uses_labels else model.reconstruct(x)
     decode = image_decoder(config, device) or (lambda v: v)
     out = Path(args.out or Path(args.run_dir) / "reconstructions.png")
     plots.save(plots.reconstructions(decode(x), decode(x_hat)), out)

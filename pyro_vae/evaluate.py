@@ -31,6 +31,7 @@ Burda et al. (2015, section 5.2).  See ``docs/priors_guides.md``.
 import math
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch.distributions import kl_divergence
 
@@ -43,10 +44,13 @@ Tensors = Union[torch.Tensor, Sequence[torch.Tensor]]
 
 
 def as_tuple(data: Tensors) -> Tuple[torch.Tensor, ...]:
-    """A data set as a tuple of tensors sharing their first dimension."""
-    data = (data,) if torch.is_tensor(data) else tuple(data)
+    """A data set as a tuple of tensors sharing their first dimension (numpy arrays
+    are taken as tensors)."""
+    if torch.is_tensor(data) or isinstance(data, np.ndarray):
+        data = (data,)
+    data = tuple(torch.from_numpy(t) if isinstance(t, np.ndarray) else t for t in data)
     if not data or any(not torch.is_tensor(t) for t in data):
-        raise TypeError("data: expected a tensor or a tuple of tensors")
+        raise TypeError("data: expected a tensor or a tuple of tensors (or numpy arrays)")
     if len({t.shape[0] for t in data}) != 1:
         raise ValueError(
             "data: expected tensors with one first dimension (one row per example), got "

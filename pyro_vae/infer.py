@@ -38,7 +38,7 @@ from .checkpoint import Checkpoints, atomic_write, check_writable, remove_stale_
 from .evaluate import Tensors, as_tuple, elbo_terms
 from .interrupt import Interrupted, deferred_signals
 from .distributed import all_sum, ddp_step, rank as dist_rank, shard, world_size
-from .steps import STEPS, FusedStep, NonFiniteStep, SafeSVI, SVIStep, make_optim  # noqa: F401
+from .steps import STEPS, FusedStep, NonFiniteStep, SafeSVI, SVIStep, make_optim, owner  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ ELBOS = {
     "IWAE": lambda **kw: RenyiELBO(alpha=0, **kw),
 }
 METRICS = "metrics.jsonl"
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 3
 
 # batches(data, generator) -> the epoch's argument tuples for one step each.
 Batches = Callable[[Tuple[torch.Tensor, ...], torch.Generator], Sequence[Sequence[torch.Tensor]]]
@@ -160,9 +160,45 @@ def _create_params(model: Callable, guide: Callable, batch: Sequence[torch.Tenso
     poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*batch)
 
 
+def model_params(module: Optional[nn.Module]) -> Dict[str, torch.Tensor]:
+    """What a checkpoint holds of the parameters: the model's ``state_dict()`` (buffers
+    included, names independent of its param-store scope), else the param store's
+    unconstrained values for model/guide functions that are not a model's methods."""
+    if module is not None:
+        return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    return {k: v.detach().cpu() for k, v in pyro.get_param_store().named_parameters()}
+
+
+def load_model_params(module: nn.Module, saved: Dict[str, torch.Tensor], source) -> None:
+    """Load a checkpoint's parameters and buffers into ``module``, in place.
+
+    Checkpoints of format 1 and 2 held param-store names (``"decoder$$$net.0.weight"``)
+    and no buffers; they load too.
+    """
+    if any("$$$" in k for k in saved):
+        saved = {k.replace("$$$", "."): v for k, v in saved.items()}
+        saved = {**{k: v for k, v in module.state_dict().items() if k not in saved}, **saved}
+    expected = module.state_dict()
+    differ = sorted(set(saved) ^ set(expected))
+    if differ:
+        raise ValueError(f"checkpoint: {source} does not match the model (entries {differ[:4]} "
+                         "differ); it was written by another model configuration")
+    for name, value in expected.items():
+        if saved[name].shape != value.shape:
+            raise ValueError(
+                f"checkpoint: {source} was written by another model configuration "
+                f"({name} has shape {list(saved[name].shape)}, expected {list(value.shape)})"
+            )
+    module.load_state_dict(saved)
+
+
 def _restore(state: Dict[str, Any], step, source: Path) -> None:
-    """Copy checkpointed (unconstrained) parameter values into the param store in place."""
+    """Copy checkpointed parameter values into the model (or the param store) in place."""
     saved = state["params"]
+    if step.module is not None:
+        load_model_params(step.module, saved, source)
+        step.load_state_dict(state["optim"])
+        return
     current = dict(pyro.get_param_store().named_parameters())
     if set(saved) != set(current):
         raise ValueError(
@@ -181,26 +217,39 @@ def _restore(state: Dict[str, Any], step, source: Path) -> None:
 
 
 def _check_data(
-    model: Callable, data: Tensors, test_data: Optional[Tensors]
+    model: Callable, guide: Callable, data: Tensors, test_data: Optional[Tensors]
 ) -> Tuple[Tuple[torch.Tensor, ...], Optional[Tuple[torch.Tensor, ...]]]:
     """``data`` and ``test_data`` as tuples, refused unless non-empty and finite.
 
-    When ``model`` is a method of an object with ``check_data(x, name)`` (every
-    model in :mod:`pyro_vae.models`), that object also checks the images' shape and
-    the likelihood's support, so a bad data set fails before the first step.
+    When ``model`` and ``guide`` are methods of a :class:`~pyro_vae.models.Model`,
+    it prepares them: images cast to its dtype (a note is logged) and checked for
+    shape and the likelihood's support, labels cast to int64 and checked, so a bad
+    data set fails before the first step.
     """
     sets = {"data": as_tuple(data)}
     if test_data is not None:
         sets["test_data"] = as_tuple(test_data)
-    check = getattr(getattr(model, "__self__", None), "check_data", None)
+    module = owner(model, guide)
     for name, tensors in sets.items():
         if len(tensors[0]) == 0:
             raise ValueError(f"{name}: expected at least one example, got an empty data set")
         for i, t in enumerate(tensors):
             checks.finite(name if len(tensors) == 1 else f"{name}[{i}]", t)
-        if check is not None:
-            check(tensors[0], name)
+        if module is not None:
+            sets[name] = _prepared(module, tensors, name)
     return sets["data"], sets.get("test_data")
+
+
+def _prepared(module, tensors: Tuple[torch.Tensor, ...], name: str) -> Tuple[torch.Tensor, ...]:
+    """Images in the model's dtype and int64 labels, both checked by the model."""
+    x = module.prepare_data(tensors[0], name)
+    if x.dtype != tensors[0].dtype:
+        logger.info("%s: %s images cast to %s, the model's dtype", name, tensors[0].dtype, x.dtype)
+    if len(tensors) == 1 or not module.uses_labels:
+        return (x, *tensors[1:])
+    y = module.prepare_labels(tensors[1], len(x), f"{name} labels",
+                              allow_missing=module.semi_supervised)
+    return (x, y, *tensors[2:])
 
 
 def _snapshot(
@@ -216,7 +265,7 @@ def _snapshot(
         "format": CHECKPOINT_FORMAT,
         **vars(at),
         "batch_size": batch_size,
-        "params": {k: v.detach().cpu() for k, v in pyro.get_param_store().named_parameters()},
+        "params": model_params(step.module),
         "optim": step.state_dict(),
         "rng": rng_state(generator),
         # A JSON round trip turns numpy scalars from hooks into floats: the safe
@@ -272,7 +321,7 @@ def fit(
     test_data: Optional[Tensors] = None,
     epochs: int = 10,
     batch_size: int = 128,
-    elbo: Union[str, ELBO] = "Trace_ELBO",
+    elbo: Union[str, ELBO, None] = None,
     optim: Optional[pyro.optim.PyroOptim] = None,
     step: Optional[str] = None,
     lr: float = 1e-3,
@@ -304,8 +353,9 @@ def fit(
     (as with a ``DataLoader``); a warning says so. ``batches`` replaces that policy,
     e.g. to interleave labelled ``(x, y)`` and unlabelled ``(x,)`` batches.
 
-    Parameters live in Pyro's param store, as for any ``SVI``: call
-    ``pyro.clear_param_store()`` before training an unrelated model in one process.
+    Parameters live in Pyro's param store, as for any ``SVI``. Each model of
+    :mod:`pyro_vae.models` registers its networks under its own name there, so
+    several models train in one process; its checkpoints hold its ``state_dict()``.
 
     With ``run_dir``, checkpoints are written atomically every ``checkpoint_every``
     epochs (and the last) and every ``checkpoint_steps`` steps; ``resume=True``
@@ -326,7 +376,8 @@ def fit(
         ``check_data`` (every model of :mod:`pyro_vae.models`), fit for that model.
     :param test_data: held-out data, evaluated after each epoch with
         :func:`pyro_vae.evaluate.elbo_terms` (``test_loss``, ``recon``, ``kl``).
-    :param elbo: a name in :data:`ELBOS` or any Pyro ``ELBO`` object.
+    :param elbo: a name in :data:`ELBOS` or any Pyro ``ELBO`` object; default the
+        model's own (:attr:`~pyro_vae.models.Model.elbo`), else ``Trace_ELBO``.
     :param optim: a Pyro optimiser (implies ``step="svi"``); default Adam with ``lr``.
     :param step: ``"fused"`` (the default where it applies): the ELBO's
         ``differentiable_loss`` and one fused ``torch.optim.Adam``; ``"svi"``: Pyro's
@@ -350,7 +401,9 @@ def fit(
     :param batches: ``batches(data, generator)`` -> the epoch's batches, a sequence of
         argument tuples; called once per epoch with ``data`` on ``device`` and the
         seeded batch-order generator (again from the same state when a run resumes
-        mid-epoch). Default: a shuffled order cut into ``batch_size`` slices.
+        mid-epoch). Default: the model's own policy
+        (:meth:`~pyro_vae.models.Model.batching`, e.g. M2's labelled and unlabelled
+        batches), else a shuffled order cut into ``batch_size`` slices.
     :param step_hooks: ``hook(progress)`` called before each step with the training
         progress in epochs once that step is done, ``epoch - 1 + (step + 1) / steps``
         (in ``(0, epochs]``), e.g. to anneal ``beta``
@@ -364,7 +417,7 @@ def fit(
     :returns: the per-epoch metrics, one dict per epoch (earlier epochs included when
         resuming).
     """
-    data, test_data = _check_data(model, data, test_data)
+    data, test_data = _check_data(model, guide, data, test_data)
     n = len(data[0])
     epochs = checks.integer("epochs", epochs, minimum=0)
     batch_size = checks.integer("batch_size", batch_size)
@@ -372,7 +425,14 @@ def fit(
     checkpoint_steps = checks.integer("checkpoint_steps", checkpoint_steps, minimum=0)
     keep_checkpoints = checks.integer("keep_checkpoints", keep_checkpoints)
     max_bad_steps = checks.integer("max_bad_steps", max_bad_steps, minimum=0)
-    loss = make_elbo(elbo)
+    owner_model = owner(model, guide)
+    if owner_model is not None:  # what the model declares, unless told otherwise
+        elbo = owner_model.elbo if elbo is None else elbo
+        if batches is None and len(data) > 1:
+            batches = owner_model.batching(batch_size)
+    loss = make_elbo("Trace_ELBO" if elbo is None else elbo)
+    if owner_model is not None:
+        owner_model.check_elbo(loss)
     # The fused step needs the ELBO's differentiable_loss (RenyiELBO has none) and
     # its own optimiser; otherwise Pyro's SVI step does the work.
     fusable = optim is None and hasattr(loss, "differentiable_loss")

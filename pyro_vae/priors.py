@@ -16,7 +16,12 @@ built its networks.
 ``mog``        a mixture of K diagonal Gaussians, all learnt
 ``vamp``       the VampPrior: the guide's posteriors at K learnt pseudo-inputs
 ``flow``       N(0, I) pushed through learnt masked autoregressive flows
+``class``      p(z | y) = N(mu_y, diag(sigma_y^2)), one learnt Gaussian per class
 =============  ===============================================================
+
+A prior that declares ``conditional = True`` (``class``) is called with the label,
+``prior(y)``, by models of labelled data; called without it, it is the marginal
+``p(z) = sum_y p(y) p(z | y)``.
 """
 
 import math
@@ -231,6 +236,36 @@ class VampPrior(nn.Module):
         return Mixture(family.base(encoder(u)), uniform)
 
 
+class ClassNormal(nn.Module):
+    r"""p(z | y) = N(mu_y, diag(sigma_y^2)): one learnt Gaussian per class.
+
+    For a class-conditional model: samples of class ``y`` come from the region of the
+    latent space its images are encoded to, whether the decoder reads the label or
+    the code (an MLP decoder with a wide ``z`` often learns to ignore the label).
+    Without a label it is the uniform mixture over classes. The means start as draws
+    from N(0, I), so the classes are apart from the first step; ``sigma_y = 1``.
+
+    :param num_classes: K; labels are integers in ``[0, K)``, or enumerated ``[K, 1]``.
+    """
+
+    conditional = True
+
+    def __init__(self, z_dim: int, num_classes: int = 10):
+        super().__init__()
+        if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 1:
+            raise ValueError(f"num_classes: expected a positive integer, got {num_classes!r}")
+        self.z_dim, self.num_classes = z_dim, int(num_classes)
+        self.locs = nn.Parameter(torch.randn(self.num_classes, z_dim))
+        self.log_scales = nn.Parameter(torch.zeros(self.num_classes, z_dim))
+
+    def forward(self, y: Optional[torch.Tensor] = None) -> dist.Distribution:
+        """``y: [...]`` integer labels -> batch shape ``[...]``; ``None``: the mixture."""
+        if y is None:
+            components = dist.Normal(self.locs, self.log_scales.exp()).to_event(1)
+            return Mixture(components, self.locs.new_zeros(self.num_classes))
+        return dist.Normal(self.locs[y], self.log_scales[y].exp()).to_event(1)
+
+
 class FlowPrior(nn.Module):
     r"""p(z): N(0, I) pushed through ``num_layers`` masked autoregressive flows.
 
@@ -280,4 +315,5 @@ PRIORS = {
     "mog": MixtureOfGaussians,
     "vamp": VampPrior,
     "flow": FlowPrior,
+    "class": ClassNormal,
 }

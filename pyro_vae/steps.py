@@ -19,6 +19,7 @@ Both skip the update of a step whose loss or gradients are NaN or inf and raise
 and gradients. Steps are found by name in :data:`STEPS`.
 """
 
+import contextlib
 import math
 from typing import Any, Callable, Dict, List, Optional
 
@@ -98,6 +99,20 @@ def _non_finite(loss: float, params) -> Optional[str]:
     return None
 
 
+def owner(model: Callable, guide: Callable) -> Optional[nn.Module]:
+    """The :class:`~pyro_vae.models.base.Model` whose methods ``model`` and ``guide`` are.
+
+    Its parameters are named by ``named_parameters()`` in optimiser states and
+    checkpoints, whatever scope the instance has in Pyro's param store. ``None`` for
+    other functions, whose parameters are named by the param store.
+    """
+    module = getattr(model, "__self__", None)
+    if (isinstance(module, nn.Module) and getattr(guide, "__self__", None) is module
+            and callable(getattr(module, "param_name", None))):
+        return module
+    return None
+
+
 def adam(params, lr: float) -> torch.optim.Optimizer:
     """``torch.optim.Adam`` with fused kernels where supported, else multi-tensor."""
     params = list(params)
@@ -112,6 +127,7 @@ class SVIStep:
 
     def __init__(self, model: Callable, guide: Callable, elbo: ELBO, optim: pyro.optim.PyroOptim):
         self.svi = SafeSVI(model, guide, optim, elbo)
+        self.module = owner(model, guide)
         self._restored: Dict[str, Any] = {}
 
     def __call__(self, *batch) -> float:
@@ -121,19 +137,23 @@ class SVIStep:
         # A Pyro optimiser reports only the parameters it has stepped since it was
         # made; a resumed run that saves before its first step must pass on the
         # state it restored.
-        return {"step": "svi", "optim": {**self._restored, **self.svi.optim.get_state()}}
+        rename = self.module.param_name if self.module is not None else (lambda n: n)
+        current = {rename(k): v for k, v in self.svi.optim.get_state().items()}
+        return {"step": "svi", "optim": {**self._restored, **current}}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         _expect(state, "svi")
         self._restored = state["optim"]
-        self.svi.optim.set_state(state["optim"])
+        rename = self.module.store_name if self.module is not None else (lambda n: n)
+        self.svi.optim.set_state({rename(k): v for k, v in state["optim"].items()})
 
 
 class FusedStep:
     """``loss = elbo.differentiable_loss(model, guide, *batch)``; backward; one Adam step.
 
-    The optimiser covers every parameter in Pyro's param store, read after the first
-    forward pass (which creates them) and again whenever new ones appear.
+    The optimiser covers the parameters of the model and guide: those of the
+    :class:`~pyro_vae.models.base.Model` they are methods of, or else the param-store
+    entries the first step touches (and any that appear later).
 
     :param lr: Adam's learning rate.
     :param clip_norm: rescale each parameter's gradient to norm at most this, as
@@ -162,16 +182,23 @@ class FusedStep:
         self.make_optimizer = optimizer or (lambda params: adam(params, lr))
         self.clip_norm = clip_norm
         self.optimizer: Optional[torch.optim.Optimizer] = None
+        self.module = owner(model, guide)
         self.names: List[str] = []
         self.params: List[torch.Tensor] = []
         self._pending_state: Optional[Dict[str, Any]] = None
+        self._store_size = -1
 
     def __call__(self, *batch) -> float:
         first = self.optimizer is None
+        # Without a module, the step's parameters are read off a param-only trace,
+        # taken only when the param store has grown (a trace costs host time).
+        store_size = len(pyro.get_param_store())
+        discover = self.module is None and store_size != self._store_size
+        capture = poutine.trace(param_only=True) if discover else contextlib.nullcontext()
         try:
             # The first step runs with validation as configured and creates the
             # parameters; later ones skip the checks it has already passed.
-            with pyro.validation_enabled(is_validation_enabled() and first):
+            with pyro.validation_enabled(is_validation_enabled() and first), capture:
                 loss = self.loss(*batch)
         except ValueError as err:
             if _INVALID_ARGUMENT not in str(err):
@@ -183,10 +210,12 @@ class FusedStep:
             if problem is not None:
                 raise NonFiniteStep(problem)
             return torch_item(loss) / self.loss_scale
+        if discover:
+            self._store_size = len(pyro.get_param_store())
         if first:
-            self._build()
-        elif len(pyro.get_param_store()) != len(self.names):
-            self._add_new_params()
+            self._build(self._named(capture))
+        elif discover:
+            self._add_new_params(self._named(capture))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.clip_norm:
@@ -201,19 +230,26 @@ class FusedStep:
         self.optimizer.step()
         return value / self.loss_scale
 
-    def _build(self) -> None:
-        named = dict(pyro.get_param_store().named_parameters())
+    def _named(self, capture) -> Dict[str, torch.Tensor]:
+        """The trainable parameters by name: the module's, or those the trace captured."""
+        if self.module is not None:
+            return {n: p for n, p in self.module.named_parameters() if p.requires_grad}
+        return {name: site["value"].unconstrained() for name, site in capture.trace.nodes.items()
+                if site["type"] == "param"}
+
+    def _build(self, named: Dict[str, torch.Tensor]) -> None:
         self.names = sorted(named)
         self.params = [named[n] for n in self.names]
         self.optimizer = self.make_optimizer(self.params)
         if self._pending_state is not None:
-            self._load(self._pending_state)
+            self._load(self._pending_state, named)
             self._pending_state = None
 
-    def _add_new_params(self) -> None:
+    def _add_new_params(self, named: Dict[str, torch.Tensor]) -> None:
         """A model that creates parameters after the first step gets them optimised too."""
-        named = dict(pyro.get_param_store().named_parameters())
         new = sorted(set(named) - set(self.names))
+        if not new:
+            return
         self.optimizer.add_param_group({"params": [named[n] for n in new]})
         self.names += new  # the optimiser's order: groups are appended
         self.params += [named[n] for n in new]
@@ -229,15 +265,14 @@ class FusedStep:
         if self.optimizer is None:
             self._pending_state = state
         else:
-            self._load(state)
+            self._load(state, dict(zip(self.names, self.params)))
 
-    def _load(self, state: Dict[str, Any]) -> None:
+    def _load(self, state: Dict[str, Any], named: Dict[str, torch.Tensor]) -> None:
         if not state["names"]:
             return
         if sorted(state["names"]) != sorted(self.names):
             raise ValueError("checkpoint: its optimiser state was written for other parameters")
         if state["names"] != self.names:  # rebuild in the saved order so indices match
-            named = dict(pyro.get_param_store().named_parameters())
             self.names = list(state["names"])
             self.params = [named[n] for n in self.names]
             self.optimizer = self.make_optimizer(self.params)

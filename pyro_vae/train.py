@@ -31,7 +31,7 @@ from .data import BINARIZE, DATASETS, ImageData, binarize, load_dataset
 from .distributed import init_from_env, launched, rank
 from .evaluate import accuracy
 from .guides import GUIDES
-from .infer import ELBOS, METRICS, fit, resolve_device
+from .infer import ELBOS, METRICS, fit, load_model_params, resolve_device
 from .likelihoods import LIKELIHOODS
 from .models import MODELS
 from .models.m2 import ENUM_DISCRETE
@@ -202,13 +202,12 @@ def train(
         device = init_from_env(device)
     writer = rank() == 0  # rank 0 alone writes the run folder
 
-    pyro.clear_param_store()
     pyro.set_rng_seed(config.seed)
     model = build_model(config, data.x_shape, data.num_classes)
     model.check_data(data.x_train, "train data")
     model.check_data(data.x_test, "test data")
-    uses_labels = getattr(model, "uses_labels", False)
-    semi_supervised = getattr(model, "semi_supervised", False)
+    uses_labels = model.uses_labels
+    semi_supervised = model.semi_supervised
     y_train = data.y_train
     if config.labels is not None:
         y_train = keep_labels(y_train, config.labels, data.num_classes, seed=config.seed)
@@ -269,12 +268,12 @@ def _elbo(config: TrainConfig, model: nn.Module):
 
 def _evaluate(model: nn.Module, data: ImageData, config: TrainConfig):
     """Extra metrics per epoch: ``beta`` under a warm-up, ``test_accuracy`` of a classifier."""
-    if config.warmup == "none" and not hasattr(model, "classify"):
+    if config.warmup == "none" and not model.classifies:
         return None
 
     def evaluate() -> Dict[str, float]:
         metrics = {"beta": model.beta} if config.warmup != "none" else {}
-        if hasattr(model, "classify"):
+        if model.classifies:
             device = next(model.parameters()).device
             metrics["test_accuracy"] = accuracy(model.classify, data.x_test.to(device), data.y_test)
         return metrics
@@ -297,7 +296,7 @@ def write_figures(model: nn.Module, data: ImageData, history, out: Path, seed: i
     for a model of labelled data) in ``out``. ``decode`` maps model outputs to images
     (a stacked model's codes through its VAE)."""
     decode = decode or (lambda x: x)
-    uses_labels = getattr(model, "uses_labels", False)
+    uses_labels = model.uses_labels
     model.eval()
     device = next(model.parameters()).device
     with torch.random.fork_rng(devices=[]):
@@ -328,15 +327,5 @@ def load_run(run_dir, device: Optional[str] = "cpu") -> Tuple[nn.Module, TrainCo
     x_shape, num_classes = saved.pop("x_shape"), saved.pop("num_classes")
     config = TrainConfig.from_dict(saved)
     model = build_model(config, x_shape, num_classes)
-    load_params(model, state["params"], run_dir / CHECKPOINT)
+    load_model_params(model, state["params"], run_dir / CHECKPOINT)
     return model.to(resolve_device(device)).eval(), config
-
-
-def load_params(model: nn.Module, params: Dict[str, torch.Tensor], source) -> None:
-    """Load param-store values (``"decoder$$$net.0.weight"``) into ``model``'s modules."""
-    state = {name.replace("$$$", "."): value for name, value in params.items()}
-    expected = {name for name, _ in model.named_parameters()}
-    if set(state) != expected:
-        diff = sorted(set(state) ^ expected)[:4]
-        raise ValueError(f"checkpoint: {source} does not match the model (parameters {diff})")
-    model.load_state_dict(state, strict=False)

@@ -1,4 +1,6 @@
+import decimal
 import math
+from decimal import Decimal
 
 import pytest
 import torch
@@ -6,6 +8,8 @@ import torch
 from pyro_vae.likelihoods import (
     LIKELIHOODS,
     ContinuousBernoulliLogits,
+    DiscretizedLogistic,
+    DiscretizedLogisticMixture,
     FixedScaleNormal,
     LearnedScaleNormal,
 )
@@ -100,7 +104,7 @@ def test_fixed_scale_normal_is_scaled_squared_error():
 
 
 # ----------------------------------------------------------------- support checks
-@pytest.mark.parametrize("name", ["bernoulli", "continuous-bernoulli"])
+@pytest.mark.parametrize("name", ["bernoulli", "continuous-bernoulli", "dlogistic"])
 @pytest.mark.parametrize("bad", [-0.1, 1.5])
 def test_unit_interval_likelihoods_reject_data_outside_it(name, bad):
     x = torch.rand(4, 1, 2, 2)
@@ -131,3 +135,135 @@ def test_params_per_pixel_and_mean_shape(name):
     d = lik(params)
     assert d.batch_shape == (5, 3) and d.event_shape == (1, 4, 4)
     assert lik.mean(params).shape == (5, 3, 1, 4, 4)
+
+
+# ----------------------------------------------- discretised logistic mixture
+LEVELS = torch.arange(256, dtype=torch.float64) / 255
+
+
+def _dlogistic_params(k, shape=(4, 1, 1, 1), spread=2.0, dtype=torch.float64):
+    """Random decoder output ``[B, 3K, C, H, W]``: logits, locations around [0, 1],
+    log-scales from far below a bin width (e^-6 ~ 1/400) to the whole range."""
+    g = torch.Generator().manual_seed(k)
+    logits = torch.randn((shape[0], k) + shape[1:], generator=g, dtype=dtype) * spread
+    loc = torch.rand((shape[0], k) + shape[1:], generator=g, dtype=dtype) * 1.4 - 0.2
+    log_scale = torch.rand((shape[0], k) + shape[1:], generator=g, dtype=dtype) * 6 - 6
+    return torch.cat([logits, loc, log_scale], 1)
+
+
+def _dlogistic_reference(params, x):
+    """log P(x) for one pixel by the definition, in 60-digit decimal arithmetic so that no
+    bin's mass cancels to 0: sum_j pi_j [F_j(x + 1/510) - F_j(x - 1/510)], F_j(t) =
+    1 / (1 + exp(-(t - mu_j) / s_j)), with the edge bins open-ended."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = 60
+        k = params.shape[0] // 3
+        logits, loc, log_s = ([Decimal(v) for v in params[i * k:(i + 1) * k].tolist()]
+                              for i in range(3))
+        weights = [w.exp() for w in logits]
+        total = Decimal(0)
+        for w, mu, ls in zip(weights, loc, log_s):
+            s = max(ls, Decimal(DiscretizedLogisticMixture.MIN_LOG_SCALE)).exp()
+
+            def cdf(t):
+                return 1 / (1 + (-(t - mu) / s).exp())
+
+            x_ = Decimal(x)
+            upper = Decimal(1) if x > 254.5 / 255 else cdf(x_ + Decimal(1) / 510)
+            lower = Decimal(0) if x < 0.5 / 255 else cdf(x_ - Decimal(1) / 510)
+            total += w * (upper - lower)
+        return float((total / sum(weights)).ln())
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_dlogistic_level_probabilities_sum_to_one(k):
+    params = _dlogistic_params(k, shape=(6, 1, 1, 1))
+    d = DiscretizedLogistic(k)(params)
+    log_p = d.log_prob(LEVELS.view(256, 1, 1, 1, 1).expand(256, 6, 1, 1, 1))  # [256, 6]
+    assert log_p.shape == (256, 6) and torch.isfinite(log_p).all()
+    torch.testing.assert_close(log_p.exp().sum(0), torch.ones(6, dtype=torch.float64),
+                               rtol=0, atol=1e-5)
+    # in float32 as well, where the bins of a narrow component are far in its tails
+    log_p = DiscretizedLogistic(k)(params.float()).log_prob(
+        LEVELS.float().view(256, 1, 1, 1, 1).expand(256, 6, 1, 1, 1))
+    torch.testing.assert_close(log_p.exp().sum(0), torch.ones(6), rtol=0, atol=1e-5)
+
+
+def test_dlogistic_log_prob_matches_the_definition():
+    params = _dlogistic_params(3, shape=(5, 1, 1, 1))
+    levels = [0, 1, 2, 60, 127, 128, 200, 253, 254, 255]
+    d = DiscretizedLogistic(3)(params)
+    for level in levels:
+        x = torch.full((5, 1, 1, 1), level / 255, dtype=torch.float64)
+        ours = d.log_prob(x)
+        reference = [_dlogistic_reference(params[b, :, 0, 0, 0], level / 255) for b in range(5)]
+        torch.testing.assert_close(ours, torch.tensor(reference, dtype=torch.float64))
+
+
+def test_dlogistic_sums_over_pixels_and_channels():
+    lik = DiscretizedLogistic(2)
+    params = _dlogistic_params(2, shape=(3, 2, 4, 5))
+    x = torch.randint(0, 256, (3, 2, 4, 5), dtype=torch.float64) / 255
+    pixelwise = lik._dist(params).log_prob(x)
+    assert pixelwise.shape == (3, 2, 4, 5)
+    torch.testing.assert_close(lik(params).log_prob(x), pixelwise.sum((-3, -2, -1)))
+    # the channels are separate mixtures: channel 0's parameters are the first C-slice
+    c0 = DiscretizedLogistic(2)(params[:, :, :1]).log_prob(x[:, :1])
+    torch.testing.assert_close(c0, pixelwise[:, 0].sum((-2, -1)))
+
+
+def test_dlogistic_is_stable_in_the_far_tails():
+    # A narrow component at 0.9 in float32: levels near 0 are ~200 scale units away, where
+    # both CDFs round to 0 (and near 1 they round to 1), so F(x + d) - F(x - d) is 0.
+    # The identity in log form keeps such masses finite and exact.
+    params = torch.tensor([0.0, 0.9, -5.5]).view(1, 3, 1, 1, 1)
+    levels = [0, 10, 40, 128, 254, 255]
+    x = torch.tensor(levels).view(-1, 1, 1, 1, 1) / 255
+    log_p = DiscretizedLogistic(1)(params).log_prob(x).view(-1)
+    reference = [_dlogistic_reference(params.view(3).double(), k / 255) for k in levels]
+    assert min(reference) < -150  # the test reaches masses below float32's smallest number
+    torch.testing.assert_close(log_p, torch.tensor(reference), rtol=1e-5, atol=1e-4)
+    params.requires_grad_()
+    DiscretizedLogistic(1)(params).log_prob(x).sum().backward()
+    assert torch.isfinite(params.grad).all()
+
+
+def test_dlogistic_samples_lie_on_the_grid_and_follow_the_probabilities():
+    params = _dlogistic_params(3, shape=(2, 1, 1, 1))
+    d = DiscretizedLogistic(3)(params)
+    n = 40000
+    x = d.sample((n,))  # [n, 2, 1, 1, 1]
+    assert x.shape == (n, 2, 1, 1, 1)
+    torch.testing.assert_close(x * 255, (x * 255).round(), rtol=0, atol=1e-9)
+    assert ((x >= 0) & (x <= 1)).all()
+    probs = d.log_prob(LEVELS.view(256, 1, 1, 1, 1).expand(256, 2, 1, 1, 1)).exp()
+    for b in range(2):
+        counts = torch.bincount((x[:, b].flatten() * 255).round().long(), minlength=256)
+        # a frequency of n draws has standard error sqrt(p (1 - p) / n) <= 0.0025;
+        # 0.012 is about five standard errors for the commonest level
+        torch.testing.assert_close(counts.double() / n, probs[:, b], rtol=0, atol=0.012)
+
+
+def test_dlogistic_mean_shapes_and_leading_dims():
+    lik = DiscretizedLogistic(4)
+    params = torch.randn(3, 2, 12, 3, 4, 5) * 3  # [S, B, 3K, C, H, W]
+    d = lik(params)
+    assert d.batch_shape == (3, 2) and d.event_shape == (3, 4, 5)
+    x = torch.randint(0, 256, (2, 3, 4, 5)) / 255
+    assert d.log_prob(x).shape == (3, 2)
+    assert d.sample().shape == (3, 2, 3, 4, 5) and d.sample((7,)).shape == (7, 3, 2, 3, 4, 5)
+    mean = lik.mean(params)
+    assert mean.shape == (3, 2, 3, 4, 5) and (mean >= 0).all() and (mean <= 1).all()
+    # one component: the mean is its location, clamped
+    one = torch.tensor([0.0, 0.4, -3.0]).view(1, 3, 1, 1, 1)
+    assert DiscretizedLogistic(1).mean(one).item() == pytest.approx(0.4)
+    expanded = DiscretizedLogisticMixture(*torch.zeros(3, 1, 4, 2)).expand((5, 1, 4))
+    assert expanded.batch_shape == (5, 1, 4) and expanded.sample().shape == (5, 1, 4)
+
+
+def test_dlogistic_arguments():
+    # (``check`` is tested with the other [0, 1] likelihoods above)
+    lik = LIKELIHOODS["dlogistic"]()
+    assert lik.num_components == 5 and lik.params_per_pixel == 15
+    with pytest.raises(ValueError, match="num_components: expected a positive integer"):
+        DiscretizedLogistic(num_components=0)

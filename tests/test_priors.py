@@ -7,7 +7,7 @@ import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
 
-from pyro_vae import VAE
+from pyro_vae import CVAE, VAE
 from pyro_vae.priors import (
     PRIORS,
     FlowPrior,
@@ -20,7 +20,9 @@ Z, X_SHAPE = 3, (1, 4, 4)
 
 
 def _vae(prior, guide="diagonal", **kw):
-    return VAE(X_SHAPE, z_dim=Z, hidden=(8,), prior=prior, guide=guide, pseudo_inputs=5, **kw)
+    # A prior conditioned on the label needs a model of labelled data.
+    cls = CVAE if getattr(PRIORS[prior], "conditional", False) else VAE
+    return cls(X_SHAPE, z_dim=Z, hidden=(8,), prior=prior, guide=guide, pseudo_inputs=5, **kw)
 
 
 @pytest.mark.parametrize("name", sorted(PRIORS))
@@ -106,8 +108,9 @@ def test_vamp_prior_registers_only_its_pseudo_inputs():
     guide_trace = poutine.trace(vae.guide).get_trace(x)
     poutine.trace(poutine.replay(vae.model, trace=guide_trace)).get_trace(x)
     store = set(pyro.get_param_store().keys())
-    assert "prior$$$pseudo_inputs" in store and "encoder$$$net.0.weight" in store
-    assert not any(k.startswith("prior$$$") and "net" in k for k in store)
+    scope = vae.name + "."
+    assert scope + "prior$$$pseudo_inputs" in store and scope + "encoder$$$net.0.weight" in store
+    assert not any(k.startswith(scope + "prior$$$") and "net" in k for k in store)
 
 
 def test_vamp_prior_needs_binding_to_a_matching_model():
@@ -135,5 +138,5 @@ def test_model_options_reach_only_the_parts_that_take_them():
     vae = VAE(X_SHAPE, z_dim=Z, hidden=(8,), prior="mog", guide="iaf", mixture_components=7,
               flow_layers=3)
     assert vae.prior.num_components == 7 and len(vae.posterior.layers) == 3
-    with pytest.raises(ValueError, match=r"prior: expected one of \['flow', 'learned'"):
+    with pytest.raises(ValueError, match=r"prior: expected one of \['class', 'flow', 'learned'"):
         VAE(X_SHAPE, z_dim=Z, prior="gaussian")

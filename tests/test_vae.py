@@ -35,9 +35,9 @@ def test_sites_and_shapes():
 def test_networks_are_registered_once_per_function():
     vae, x = small_vae(), torch.rand(2, 1, 6, 5)
     params = poutine.trace(vae.guide).get_trace(x).param_nodes
-    assert params and all(name.startswith("encoder$$$") for name in params)
+    assert params and all(name.startswith(f"{vae.name}.encoder$$$") for name in params)
     params = poutine.trace(vae.model).get_trace(x).param_nodes
-    assert params and all(name.startswith("decoder$$$") for name in params)
+    assert params and all(name.startswith((f"{vae.name}.decoder$$$", f"{vae.name}.prior$$$", f"{vae.name}.likelihood$$$")) for name in params)
 
 
 def test_kl_matches_closed_form_gaussian_kl():

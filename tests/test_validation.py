@@ -125,7 +125,7 @@ def test_unknown_elbo_and_dataset():
     with pytest.raises(ValueError, match=r"^elbo: expected one of \[.*'Trace_ELBO'\], got 'ELBO'$"):
         make_elbo("ELBO")
     with pytest.raises(ValueError, match=r"^dataset: expected one of \['mnist-10k', 'mnist', "
-                                         r"'fashion-mnist', 'kmnist'\], got 'cifar'$"):
+                                         r"'fashion-mnist', 'kmnist'\] or a path to a folder, .npy or .npz file, got 'cifar'$"):
         load_dataset("cifar")
 
 
@@ -218,19 +218,20 @@ def _float_images(n, size=8, bad=None):
 # name -> (files of the data folder, extra flags, the message after "pyro-vae: error: ")
 CLI_CASES = {
     "nan": (dict(x_train=_float_images(64, bad=np.nan)), [],
-            "train data: expected finite values, got 1 NaN or inf value(s)"),
+            "{data}/train-images-idx3-ubyte.gz: expected finite values, got NaN or inf in image 0"),
     "inf": (dict(x_test=_float_images(32, bad=np.inf)), [],
-            "test data: expected finite values, got 1 NaN or inf value(s)"),
+            "{data}/t10k-images-idx3-ubyte.gz: expected finite values, got NaN or inf in image 0"),
     "outside support": (dict(x_train=_float_images(64, bad=2.0)), [],
                         "train data: the bernoulli likelihood needs values in [0, 1], "
                         "got values in [0, 2]"),
     "image size": (dict(x_test=np.zeros((32, 7, 7), np.uint8)), [],
                    "test data: expected shape [N, 1, 8, 8], got [32, 1, 7, 7]"),
     "flat images": (dict(x_train=np.zeros((64, 64), np.uint8)), [],
-                    "{data}/train-images-idx3-ubyte.gz: expected images of shape [N, H, W], "
-                    "got [64, 64]"),
+                    "{data}/train-images-idx3-ubyte.gz: expected images shaped [N, H, W], "
+                    "[N, C, H, W] with C in 1..4 or [N, H, W, C] with C in 1, 3, 4, "
+                    "got shape [64, 64]"),
     "empty": (dict(x_train=np.zeros((0, 8, 8), np.uint8), y_train=np.zeros(0, np.uint8)), [],
-              "train data: expected at least one example, got an empty data set"),
+              "{data}/train-images-idx3-ubyte.gz: expected at least one image, got shape [0, 8, 8]"),
     "batch size 0": ({}, ["--batch-size", 0], "batch_size: expected a positive integer, got 0"),
     "z-dim 0": ({}, ["--z-dim", 0], "z_dim: expected a positive integer, got 0"),
     "lr 0": ({}, ["--lr", 0], "lr: expected a positive number, got 0.0"),

@@ -8,7 +8,6 @@ from torch import nn
 
 import pyro
 import pyro.distributions as dist
-import pyro.poutine as poutine
 
 from .vae import VAE
 
@@ -30,67 +29,47 @@ class CVAE(VAE):
 
     Generative story (``model``), for each image ``n`` in the plate ``"data"``::
 
-        y_n ~ Cat(1/K)                         site "y"  (observed)
-        z_n ~ p(z)                             site "z"  (prior, default N(0, I))
-        x_n ~ p(x | decoder(z_n, onehot(y_n)))  site "x"  (likelihood)
+        y_n ~ Cat(1/K)                          site "y"  (observed)
+        z_n ~ p(z | y_n)                        site "z"  (default N(mu_y, diag sigma_y^2))
+        x_n ~ p(x | decoder(z_n, onehot(y_n)))   site "x"  (likelihood)
 
     Guide (``guide``)::
 
-        z_n ~ q(z | encoder(x_n, onehot(y_n)))  site "z"
+        z_n ~ q(z | encoder(x_n, onehot(y_n)))   site "z"
 
-    The ELBO is ``E_q[log p(x | y, z)] + log p(y) - beta * KL(q(z | x, y) || p(z))``, a
-    bound on ``log p(x, y)``; ``log p(y) = -log K`` is a constant. Prior, guide family,
-    likelihood and ``beta`` are those of :class:`VAE`; both networks read the label as
-    a one-hot vector appended to their input (Sohn et al. 2015, section 4).
+    The ELBO is ``E_q[log p(x | y, z)] + log p(y) - beta * KL(q(z | x, y) || p(z | y))``,
+    a bound on ``log p(x, y)``; ``log p(y) = -log K`` is a constant. Both networks read
+    the label as a one-hot vector appended to their input (Sohn et al. 2015, section 4).
+    The default prior, one learnt Gaussian per class (``"class"``), makes the label
+    reach the samples even where the decoder learns to read the class from ``z``
+    rather than from ``y``, as an MLP decoder with a wide ``z`` does; with
+    ``prior="normal"`` (Sohn et al.'s N(0, I)) samples follow the asked class only
+    for small ``z_dim``. ``model(None, y)`` draws images of the classes ``y``.
 
     :param num_classes: number of classes ``K``; labels are integers in ``[0, K)``.
+    :param prior: as for :class:`VAE`, default ``"class"``.
     Other parameters as for :class:`VAE`.
     """
 
-    uses_labels = True  # fit() passes (x, y) batches; train() checks the labels
+    uses_labels = True
 
     def __init__(self, x_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10,
-                 **vae_options):
+                 prior: Union[str, nn.Module] = "class", **vae_options):
         if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 2:
             raise ValueError(f"num_classes: expected an integer >= 2, got {num_classes!r}")
         # Set before VAE.__init__, which builds both networks with a one-hot label input.
         self.num_classes = self.cond_dim = int(num_classes)
-        super().__init__(x_shape, **vae_options)
+        super().__init__(x_shape, prior=prior, **vae_options)
         self.label_prior = UniformLabels(self.num_classes)
 
     def one_hot(self, y: torch.Tensor) -> torch.Tensor:
         """Integer labels ``[...]`` -> one-hot ``[..., K]`` (float)."""
         return F.one_hot(y, self.num_classes).float()
 
-    # ----------------------------------------------------------------- Pyro
-    def model(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """p(x, y, z) = p(y) p(z) p(x | y, z). ``x: [B, C, H, W]``, ``y: [B]`` int64.
-
-        ``y=None`` leaves the label latent, for a guide that infers it (:class:`M2`).
-        """
-        pyro.module("decoder", self.decoder)
-        pyro.module("prior", self.prior)
-        pyro.module("likelihood", self.likelihood)
-        with pyro.plate("data", x.shape[0]):
-            label = pyro.sample("y", self.label_prior(), obs=y)
-            with poutine.scale(scale=self.beta):
-                z = pyro.sample("z", self.prior())
-            pyro.sample("x", self.likelihood(self.decoder(z, self.one_hot(label))), obs=x)
-            self.auxiliary(x, y)
-        return z
-
-    def guide(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """q(z | x, y). ``x: [B, C, H, W]``, ``y: [B]`` int64."""
-        pyro.module("encoder", self.encoder)
-        pyro.module("posterior", self.posterior)
-        with pyro.plate("data", x.shape[0]):
-            label = self.guide_label(x, y)  # [B], or [K, 1] when enumerated
-            with poutine.scale(scale=self.beta):
-                return pyro.sample("z", self.posterior(self.encoder(x, self.one_hot(label))))
-
-    # Extension points, called inside the plate "data" (M2 overrides both).
-    def auxiliary(self, x: torch.Tensor, y: Optional[torch.Tensor]) -> None:
-        """Extra factors of the training objective in the model: none here."""
+    # --------------------------------------------- Pyro hooks (bodies: VAE's)
+    def label(self, y: Optional[torch.Tensor]) -> torch.Tensor:
+        """``y ~ p(y)``, observed when given; drawn when ``None`` (generation, M2)."""
+        return pyro.sample("y", self.label_prior(), obs=y)
 
     def guide_label(self, x: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
         """The label that q(z | x, y) conditions on: here the observed one."""
@@ -98,8 +77,14 @@ class CVAE(VAE):
             raise ValueError("y: the conditional VAE needs the labels, got None")
         return y
 
+    def condition(self, label: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """The networks read the label as a one-hot vector."""
+        return None if label is None else self.one_hot(label)
+
     # ----------------------------------------------------------- utilities
     def _labels(self, y: Union[int, torch.Tensor], num: int) -> torch.Tensor:
+        if y is None:
+            raise ValueError(f"y: {type(self).__name__} needs the labels, got None")
         device = self.label_prior.logits.device
         y = torch.as_tensor(y, device=device)
         if y.dtype in (torch.bool,) or y.is_floating_point() or y.is_complex():
@@ -115,27 +100,11 @@ class CVAE(VAE):
         return y
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor, y: Union[int, torch.Tensor]) -> torch.Tensor:
-        """Posterior location of ``x: [B, C, H, W]`` with labels ``y`` -> ``[B, z_dim]``."""
-        return self.posterior.loc(self.encoder(x, self.one_hot(self._labels(y, len(x)))))
-
-    @torch.no_grad()
-    def decode(self, z: torch.Tensor, y: Union[int, torch.Tensor]) -> torch.Tensor:
-        """Mean image of p(x | z, y) for ``z: [B, z_dim]`` -> ``[B, C, H, W]``."""
-        return self.likelihood.mean(self.decoder(z, self.one_hot(self._labels(y, len(z)))))
-
-    @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor, y: Union[int, torch.Tensor]) -> torch.Tensor:
-        """Mean of p(x | z = posterior location of (x, y), y); same shape as ``x``."""
-        return self.decode(self.encode(x, y), y)
-
-    @torch.no_grad()
     def generate(self, num: int, y: Union[int, torch.Tensor, None] = None) -> torch.Tensor:
         """``num`` images of class ``y`` (an int, ``[num]`` labels, or ``None`` to draw
-        the labels from p(y)): ``[num, C, H, W]`` in [0, 1]."""
-        if y is None:
-            y = self.label_prior().sample((num,))
-        return self.decode(self.prior().sample((num,)), y)
+        the labels from p(y)), z from ``p(z | y)``: ``[num, C, H, W]`` in [0, 1]."""
+        y = self.label_prior().sample((num,)) if y is None else self._labels(y, num)
+        return self.decode(self.latent_draws(num, y), y)
 
     def check_labels(self, y: torch.Tensor, num: int, name: str = "labels",
                      allow_missing: bool = False) -> None:

@@ -1,13 +1,15 @@
 """The semi-supervised VAE M2 of Kingma, Rezende, Mohamed & Welling (2014)."""
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import torch
+from torch import nn
 
 import pyro
 import pyro.distributions as dist
 
 from ..nets import Encoder
+from ..semisupervised import InterleavedBatches
 from .cvae import CVAE
 
 ENUM_DISCRETE = ("parallel", "sequential", "none")
@@ -41,11 +43,14 @@ class M2(CVAE):
     :param alpha: weight of the classification term (0 turns it off).
     :param classifier_hidden: hidden widths of the classifier; default ``hidden``.
     :param enum_discrete: ``"parallel"``, ``"sequential"`` or ``"none"`` (sample y).
+    :param prior: as for :class:`VAE`, default N(0, I) as in the paper.
     Other parameters as for :class:`VAE`.
     """
 
-    semi_supervised = True  # batches may lack labels: fit() may pass (x,) alone
-    elbo = "TraceEnum_ELBO"  # the ELBO that train() uses for --elbo auto
+    semi_supervised = True
+    elbo = "TraceEnum_ELBO"
+    classifies = True
+    capturable = False  # enumeration of the label runs through TraceEnum_ELBO
 
     def __init__(
         self,
@@ -54,13 +59,14 @@ class M2(CVAE):
         alpha: float = 200.0,
         classifier_hidden: Optional[Sequence[int]] = None,
         enum_discrete: str = "parallel",
+        prior: Union[str, nn.Module] = "normal",
         **vae_options,
     ):
         if not alpha >= 0:
             raise ValueError(f"alpha: expected a non-negative weight, got {alpha!r}")
         if enum_discrete not in ENUM_DISCRETE:
             raise ValueError(f"enum_discrete: expected one of {ENUM_DISCRETE}, got {enum_discrete!r}")
-        super().__init__(x_shape, num_classes, **vae_options)
+        super().__init__(x_shape, num_classes, prior=prior, **vae_options)
         self.alpha, self.enum_discrete = float(alpha), enum_discrete
         classifier_hidden = self.hidden if classifier_hidden is None else classifier_hidden
         self.classifier = Encoder(self.x_shape, self.num_classes, classifier_hidden,
@@ -71,21 +77,33 @@ class M2(CVAE):
         return dist.Categorical(logits=self.classifier(x))
 
     # ------------------------------------------- Pyro (model and guide: CVAE's)
-    def auxiliary(self, x: torch.Tensor, y: Optional[torch.Tensor]) -> None:
+    def auxiliary(self, x: Optional[torch.Tensor], y: Optional[torch.Tensor]) -> None:
         """The classification factor ``alpha * log q(y | x)`` of a labelled batch."""
-        if y is not None and self.alpha > 0:
-            pyro.module("classifier", self.classifier)
+        if x is not None and y is not None and self.alpha > 0:
+            self.register("classifier")
             pyro.factor("classification", self.alpha * self.label_posterior(x).log_prob(y))
 
     def guide_label(self, x: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
         """The observed label, else ``y ~ q(y | x)``: enumerated, or drawn once."""
-        pyro.module("classifier", self.classifier)
+        self.register("classifier")
         if y is not None:
             return y
         infer = {} if self.enum_discrete == "none" else {"enumerate": self.enum_discrete}
         return pyro.sample("y", self.label_posterior(x), infer=infer)
 
     # ----------------------------------------------------------- utilities
+    def check_elbo(self, elbo) -> None:
+        """Enumerating the label needs ``TraceEnum_ELBO``."""
+        if self.enum_discrete != "none" and not isinstance(elbo, pyro.infer.TraceEnum_ELBO):
+            raise ValueError(
+                f"elbo: M2 enumerates its label and needs TraceEnum_ELBO (its default), got "
+                f"{type(elbo).__name__}; or build it with enum_discrete='none' to sample the label"
+            )
+
+    def batching(self, batch_size: int) -> InterleavedBatches:
+        """Unlabelled batches ``(x,)`` with a labelled ``(x, y)`` batch after each."""
+        return InterleavedBatches(batch_size)
+
     @torch.no_grad()
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """Class probabilities q(y | x) for ``x: [B, C, H, W]`` -> ``[B, K]``."""

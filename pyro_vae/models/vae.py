@@ -9,11 +9,11 @@ from torch import nn
 import pyro
 import pyro.poutine as poutine
 
-from ..checks import finite
 from ..guides import GUIDES
 from ..likelihoods import LIKELIHOODS
-from ..nets import Encoder, Decoder
+from ..nets import NETS, make_decoder, make_encoder
 from ..priors import PRIORS
+from .base import Model, batch_size_of, call, check_output
 
 
 def _part(kind: str, registry: dict, value, *args, **options) -> nn.Module:
@@ -30,8 +30,8 @@ def _part(kind: str, registry: dict, value, *args, **options) -> nn.Module:
     return registry[value](*args, **{k: v for k, v in options.items() if k in accepted})
 
 
-class VAE(nn.Module):
-    r"""Variational autoencoder with swappable prior, guide family and likelihood.
+class VAE(Model):
+    r"""Variational autoencoder with swappable networks, prior, guide family and likelihood.
 
     Generative story (``model``), for each image ``n`` in the plate ``"data"``::
 
@@ -46,26 +46,41 @@ class VAE(nn.Module):
     ``beta != 1`` scales the ``"z"`` site in model *and* guide, so the objective is
     exactly reconstruction + beta * KL (Higgins et al. 2017).
 
+    ``model(num=k)`` without images draws ``k`` of them (``"x"`` sampled, not
+    observed), so ``pyro.infer.Predictive(vae.model, num_samples=s)()`` is the prior
+    predictive. Models of labelled data (:class:`~pyro_vae.models.CVAE`,
+    :class:`~pyro_vae.models.M2`) add a label site by overriding the hooks
+    :meth:`label`, :meth:`guide_label`, :meth:`condition` and :meth:`auxiliary`;
+    the bodies of ``model`` and ``guide`` are this class's.
+
     :param x_shape: image shape ``(C, H, W)``.
     :param z_dim: latent dimension.
-    :param hidden: hidden widths of the encoder MLP; the decoder mirrors them.
+    :param hidden: hidden widths of the encoder; the decoder mirrors them.
     :param activation: a key of :data:`pyro_vae.nets.ACTIVATIONS`.
     :param prior: a key of :data:`pyro_vae.priors.PRIORS` or a prior object.
     :param likelihood: a key of :data:`pyro_vae.likelihoods.LIKELIHOODS` or an object.
     :param guide: a key of :data:`pyro_vae.guides.GUIDES` or a variational family object.
     :param beta: weight of the KL term.
+    :param net: the networks built when none are given: a key of :data:`pyro_vae.nets.NETS`
+        (``"mlp"``, ``"conv"``).
+    :param encoder: any ``nn.Module`` mapping ``x: [B, C, H, W]`` (and a one-hot label
+        ``[B, K]`` for labelled models) to the guide family's ``[B, num_params]``.
+    :param decoder: any ``nn.Module`` mapping ``z: [..., z_dim]`` (and a one-hot label)
+        to the likelihood's ``[..., P, C, H, W]``, ``P = likelihood.params_per_pixel``.
     :param mixture_components: components of the ``"mog"`` prior.
     :param pseudo_inputs: pseudo-inputs of the ``"vamp"`` prior.
     :param flow_layers: flow layers of the ``"iaf"`` guide and the ``"flow"`` prior.
     :param guide_rank: rank of the ``"lowrank"`` guide's covariance factor.
     :param normal_scale: sigma of the ``"normal-fixed"`` likelihood.
+    :param name: this instance's scope in Pyro's param store (default: unique).
 
     Parts given by name are built with the options above that they take; parts given
     as objects are used as they are. A prior with a ``bind(vae)`` method (the
     VampPrior) is bound to this model once its networks exist.
     """
 
-    cond_dim = 0  # width of a one-hot label appended to both networks' inputs (CVAE)
+    cond_dim = 0  # width of the one-hot label both networks read (CVAE, M2)
+    num_classes = 0
 
     def __init__(
         self,
@@ -77,97 +92,152 @@ class VAE(nn.Module):
         likelihood: Union[str, nn.Module] = "bernoulli",
         guide: Union[str, nn.Module] = "diagonal",
         beta: float = 1.0,
+        net: str = "mlp",
+        encoder: Optional[nn.Module] = None,
+        decoder: Optional[nn.Module] = None,
         mixture_components: int = 10,
         pseudo_inputs: int = 500,
         flow_layers: int = 2,
         guide_rank: int = 2,
         normal_scale: float = 0.1,
+        name: Optional[str] = None,
     ):
-        super().__init__()
         x_shape = tuple(int(s) for s in x_shape)
         if len(x_shape) != 3 or min(x_shape) < 1:
             raise ValueError(f"x_shape: expected (C, H, W) of positive sizes, got {x_shape}")
-        if int(z_dim) != z_dim or z_dim < 1:
+        if isinstance(z_dim, bool) or int(z_dim) != z_dim or z_dim < 1:
             raise ValueError(f"z_dim: expected a positive integer, got {z_dim!r}")
         if any(int(h) != h or h < 1 for h in hidden):
             raise ValueError(f"hidden: expected positive layer widths, got {tuple(hidden)}")
         if not beta > 0:
             raise ValueError(f"beta: expected a positive number, got {beta!r}")
+        if net not in NETS:
+            raise ValueError(f"net: expected one of {sorted(NETS)}, got {net!r}")
+        super().__init__(name)
         self.x_shape, self.z_dim, self.beta = x_shape, int(z_dim), float(beta)
-        self.hidden, self.activation = tuple(hidden), activation
+        self.hidden, self.activation, self.net = tuple(hidden), activation, net
         self.prior = _part(
-            "prior", PRIORS, prior, self.z_dim, x_shape=x_shape,
+            "prior", PRIORS, prior, self.z_dim, x_shape=x_shape, num_classes=max(self.num_classes, 1),
             num_components=mixture_components, num_pseudo_inputs=pseudo_inputs,
             num_layers=flow_layers,
         )
+        if getattr(self.prior, "conditional", False) and not self.uses_labels:
+            raise ValueError(f"prior: {type(self.prior).__name__} is conditioned on a label; "
+                             "use it with a model of labelled data (cvae, m2)")
         self.likelihood = _part("likelihood", LIKELIHOODS, likelihood, scale=normal_scale)
         self.posterior = _part(
             "guide", GUIDES, guide, self.z_dim, num_layers=flow_layers, rank=guide_rank
         )
-        self.encoder = Encoder(
-            x_shape, self.posterior.num_params, hidden, activation, cond_dim=self.cond_dim
-        )
-        self.decoder = Decoder(
-            self.z_dim, x_shape, self.likelihood.params_per_pixel, hidden, activation,
-            cond_dim=self.cond_dim,
-        )
+        self.encoder = self._network("encoder", encoder)
+        self.decoder = self._network("decoder", decoder)
         if hasattr(self.prior, "bind"):
             self.prior.bind(self)
 
-    # ----------------------------------------------------------------- Pyro
-    def model(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """p(x, z) = p(z) p(x | z). ``x: [B, C, H, W]``; ``y`` is ignored."""
-        pyro.module("decoder", self.decoder)
-        pyro.module("prior", self.prior)
-        pyro.module("likelihood", self.likelihood)
-        with pyro.plate("data", x.shape[0]):
-            with poutine.scale(scale=self.beta):
-                z = pyro.sample("z", self.prior())
-            pyro.sample("x", self.likelihood(self.decoder(z)), obs=x)
-        return z
+    def _network(self, part: str, given: Optional[nn.Module]) -> nn.Module:
+        """The encoder or decoder: ``given`` (its output shape checked), else built by ``net``."""
+        params_per_pixel = self.likelihood.params_per_pixel
+        if part == "encoder":
+            inputs, out = [torch.zeros(2, *self.x_shape)], [2, self.posterior.num_params]
+            build = lambda: make_encoder(  # noqa: E731
+                self.net, self.x_shape, self.posterior.num_params, self.hidden,
+                self.activation, cond_dim=self.cond_dim)
+        else:
+            inputs, out = [torch.zeros(2, self.z_dim)], [2, params_per_pixel, *self.x_shape]
+            build = lambda: make_decoder(  # noqa: E731
+                self.net, self.z_dim, self.x_shape, params_per_pixel, self.hidden,
+                self.activation, cond_dim=self.cond_dim)
+        if given is None:
+            return build()
+        if not isinstance(given, nn.Module):
+            raise TypeError(f"{part}: expected an nn.Module, got {type(given).__name__}")
+        if self.cond_dim:
+            inputs.append(torch.zeros(2, self.cond_dim))
+        check_output(part, given, inputs, out)
+        return given
 
-    def guide(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """q(z | x). ``x: [B, C, H, W]``; ``y`` is ignored."""
-        pyro.module("encoder", self.encoder)
-        pyro.module("posterior", self.posterior)
-        with pyro.plate("data", x.shape[0]):
+    # ----------------------------------------------------------------- Pyro
+    def model(self, x: Optional[torch.Tensor] = None, y: Optional[torch.Tensor] = None,
+              num: Optional[int] = None) -> torch.Tensor:
+        """p(x, z) = p(z) p(x | z). ``x: [B, C, H, W]`` observed, or ``None`` to draw
+        ``num`` images (default 1); ``y`` is the label of labelled models. Returns ``x``."""
+        self.register("decoder", "prior", "likelihood")
+        with pyro.plate("data", batch_size_of(x, y, num)):
+            label = self.label(y)
             with poutine.scale(scale=self.beta):
-                return pyro.sample("z", self.posterior(self.encoder(x)))
+                z = pyro.sample("z", self.latent_prior(label))
+            params = call(self.decoder, z, self.condition(label))
+            x = pyro.sample("x", self.likelihood(params), obs=x)
+            self.auxiliary(x, y)
+        return x
+
+    def guide(self, x: torch.Tensor, y: Optional[torch.Tensor] = None,
+              num: Optional[int] = None) -> torch.Tensor:
+        """q(z | x). ``x: [B, C, H, W]``; ``y`` as in :meth:`model`. Returns ``z``."""
+        if x is None:
+            raise ValueError("x: the guide q(z | x) needs images; for the prior predictive "
+                             "use Predictive(model) without a guide")
+        self.register("encoder", "posterior")
+        with pyro.plate("data", x.shape[0]):
+            label = self.guide_label(x, y)  # None here; [B], or [K, 1] when enumerated
+            with poutine.scale(scale=self.beta):
+                return pyro.sample("z", self.posterior(call(self.encoder, x,
+                                                            self.condition(label))))
+
+    # Hooks for models with a label, called inside the plate "data".
+    def label(self, y: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """The model's label site; the VAE has none (``y`` is ignored)."""
+        return None
+
+    def guide_label(self, x: torch.Tensor, y: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """The label that q(z | x, .) conditions on; the VAE has none."""
+        return None
+
+    def condition(self, label: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """What the networks read beside their input: nothing for the VAE."""
+        return None
+
+    def latent_prior(self, label: Optional[torch.Tensor]):
+        """p(z), or p(z | y) for a prior conditioned on the label."""
+        if label is not None and getattr(self.prior, "conditional", False):
+            return self.prior(label)
+        return self.prior()
+
+    def auxiliary(self, x: Optional[torch.Tensor], y: Optional[torch.Tensor]) -> None:
+        """Extra factors of the training objective in the model: none here."""
 
     # ----------------------------------------------------------- utilities
+    def _labels(self, y, num: int) -> Optional[torch.Tensor]:
+        return None
+
     @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, y=None) -> torch.Tensor:
         """Posterior location of ``x: [B, C, H, W]`` -> ``[B, z_dim]``."""
-        return self.posterior.loc(self.encoder(x))
+        condition = self.condition(self._labels(y, len(x)))
+        return self.posterior.loc(call(self.encoder, x, condition))
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, y=None) -> torch.Tensor:
         """Mean image of p(x | z) for ``z: [..., z_dim]`` -> ``[..., C, H, W]``."""
-        return self.likelihood.mean(self.decoder(z))
+        condition = self.condition(self._labels(y, len(z)))
+        return self.likelihood.mean(call(self.decoder, z, condition))
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, y=None) -> torch.Tensor:
         """Mean of p(x | z = posterior location of x); same shape as ``x``."""
-        return self.decode(self.encode(x))
+        return self.decode(self.encode(x, y), y)
 
     @torch.no_grad()
-    def generate(self, num: int) -> torch.Tensor:
+    def generate(self, num: int, y=None) -> torch.Tensor:
         """``num`` images decoded from prior samples: ``[num, C, H, W]`` in [0, 1]."""
-        return self.decode(self.prior().sample((num,)))
+        return self.decode(self.latent_draws(num))
+
+    def latent_draws(self, num: int, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``num`` draws of p(z), or of p(z | y) for ``[num]`` labels: ``[num, z_dim]``."""
+        if y is not None and getattr(self.prior, "conditional", False):
+            return self.prior(y).sample()
+        return self.prior().sample((num,))
 
     def check_data(self, x: torch.Tensor, name: str = "data") -> None:
         """Raise ``ValueError`` naming ``name`` unless ``x`` fits this model."""
-        if not torch.is_tensor(x) or not x.is_floating_point():
-            raise TypeError(
-                f"{name}: expected a floating-point tensor, got "
-                f"{x.dtype if torch.is_tensor(x) else type(x).__name__}"
-            )
-        if x.dim() != 4 or tuple(x.shape[1:]) != self.x_shape:
-            raise ValueError(
-                f"{name}: expected shape [N, {', '.join(map(str, self.x_shape))}], "
-                f"got {list(x.shape)}"
-            )
-        if x.shape[0] == 0:
-            raise ValueError(f"{name}: expected at least one example, got an empty data set")
-        finite(name, x)
+        super().check_data(x, name)
         self.likelihood.check(x, name)
