@@ -51,8 +51,9 @@ FIT_CASES = {
                     "data: expected shape [N, 1, 8, 8], got [64, 64]"),
     "image size": (dict(data=X[..., :7, :7]), ValueError,
                    "data: expected shape [N, 1, 8, 8], got [64, 1, 7, 7]"),
-    "integer images": (dict(data=(X > 0.5).long()), TypeError,
-                       "data: expected a floating-point tensor, got torch.int64"),
+    # integer images are cast to the model's dtype; booleans are refused
+    "boolean images": (dict(data=X > 0.5), TypeError,
+                       "data: expected real-valued images, got dtype torch.bool"),
     "empty": (dict(data=X[:0]), ValueError,
               "data: expected at least one example, got an empty data set"),
     "labels of other length": (dict(data=(X, torch.zeros(63, dtype=torch.long))), ValueError,
