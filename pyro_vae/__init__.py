@@ -16,12 +16,16 @@ from .likelihoods import (
     FixedScaleNormal,
     LearnedScaleNormal,
 )
-from .models import CVAE, M2, MODELS, VAE
+from .models import CVAE, M2, MODELS, VAE, Model, register_model
+from .models.cvae import CVAEConfig
+from .models.m2 import M2Config
+from .models.vae import VAEConfig
 from .priors import PRIORS, FlowPrior, LearnedNormal, MixtureOfGaussians, StandardNormal, VampPrior
 from .schedules import SCHEDULES, KLWarmup
 from .semisupervised import InterleavedBatches, keep_labels
 from .stacking import encode_data
 from .train import load_run, train
+from .training import Trainer
 
 __version__ = "0.1.0"
 
@@ -50,6 +54,12 @@ __all__ = [
     "MixtureOfGaussians",
     "StandardNormal",
     "TrainConfig",
+    "VAEConfig",
+    "CVAEConfig",
+    "M2Config",
+    "Model",
+    "register_model",
+    "Trainer",
     "VAE",
     "VampPrior",
     "accuracy",

@@ -1,72 +1,129 @@
-"""``pyro-vae``: train, evaluate, sample and reconstruct from the command line.
+"""``pyro-vae``: train, evaluate, sample, reconstruct and compare from the command line.
 
-``pyro-vae train`` has one flag per :class:`~pyro_vae.config.TrainConfig` field.
-Bad input ends with one line on stderr naming the problem, and exit code 2; a
-non-finite loss with exit code 1; SIGINT/SIGTERM, after a checkpoint is written, with
-``128 + signal number`` (130, 143).
+Subcommands live in :data:`SUBCOMMANDS`, a registry from name to
+``(help, add_arguments, run)``: adding one is one entry. ``pyro-vae train`` has one
+flag per field of the model's config (``pyro-vae train --model m2 --help`` lists
+M2's), in groups. Bad input ends with one line on stderr naming the problem (with a
+suggestion for a mistyped flag or value) and exit code 2; a non-finite loss with exit
+code 1; SIGINT/SIGTERM, after a checkpoint is written, with ``128 + signal number``.
 """
 
 import argparse
 import dataclasses
+import difflib
 import json
 import logging
 import sys
 import warnings
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, Dict, List, NamedTuple, Optional
 
 import numpy as np
 import torch
 
-from . import plots
-from .config import TrainConfig, parse_hidden
+from . import __version__, plots, runs
+from .config import GROUPS, TrainConfig, config_class, parse_value
 from .distributed import rank
 from .evaluate import accuracy, evaluation_report
 from .interrupt import Interrupted
-from .train import image_decoder, load_run, prepare_data, train
+from .models import MODELS
+from .train import image_decoder, prepare_data, train
 
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError)
+
+
+class UsageError(ValueError):
+    """A bad command line; printed as one line, exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line, with a close match for typos."""
+
+    def error(self, message: str):
+        if message.startswith("argument "):  # "argument --z-dim/-z: <problem>"
+            flag, _, problem = message[len("argument "):].partition(": ")
+            flag = flag.split("/")[0]
+            name = flag.lstrip("-").replace("-", "_") if flag.startswith("-") else flag
+            raise UsageError(f"{name}: {problem}")
+        unknown = message.partition("unrecognized arguments: ")[2].split()
+        if unknown:
+            flag = unknown[0].split("=")[0]
+            known = [s for a in self._actions for s in a.option_strings]
+            close = difflib.get_close_matches(flag, known, n=1)
+            message = f"{flag}: no such option" + (f" (did you mean {close[0]}?)" if close else "")
+            owner = _option_of_other_models(flag)
+            if owner:
+                message = f"{flag[2:].replace('-', '_')}: no such option here; {flag} is an " \
+                          f"option of --model {' or '.join(owner)}"
+        raise UsageError(message)
+
+
+def _option_of_other_models(flag: str) -> List[str]:
+    name = flag[2:].replace("-", "_")
+    return sorted(m for m, cls in MODELS.items()
+                  if name in {f.name for f in dataclasses.fields(cls.config_class)})
 
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _checked(convert):
-    """An argparse ``type`` whose ValueError message reaches the user unchanged."""
-    def parse(text):
+def _parse(f: dataclasses.Field) -> Callable[[str], object]:
+    """An argparse ``type`` for field ``f``: ints, numbers, strings, booleans, int lists."""
+    def parse(text: str):
+        if f.type in (int, float, str):
+            try:
+                return f.type(text)
+            except ValueError:
+                kind = "an integer" if f.type is int else "a number"
+                raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
         try:
-            return convert(text)
+            return parse_value(f, text)
         except ValueError as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
+            raise argparse.ArgumentTypeError(str(err).partition(": ")[2]) from None
+
     return parse
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    for f in dataclasses.fields(TrainConfig):
-        # A field whose default is None (data_dir, labels) parses as its annotated type.
-        kind = parse_hidden if f.name == "hidden" else type(f.default) if f.default is not None else f.type
-        parser.add_argument(
-            _flag(f.name),
-            dest=f.name,
-            type=_checked(kind),
-            default=argparse.SUPPRESS,  # unset flags keep the config's value
-            help=f"{f.metadata['help']} (default: {f.default})",
-        )
+def add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
+    """One flag per field of config class ``cls``, in its ``--help`` group."""
+    groups = {g: parser.add_argument_group(f"{g} ({cls.__name__})" if g == "model" else g)
+              for g in GROUPS}
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        choices = meta.get("choices")
+        listed = f"; one of: {', '.join(map(str, choices()))}" if choices else ""
+        default = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
+        groups[meta.get("group", "model")].add_argument(
+            _flag(f.name), *meta.get("flags", ()), dest=f.name, type=_parse(f),
+            default=argparse.SUPPRESS, metavar=f.name.upper(),
+            help=f"{meta['help']}{listed} (default: {default})")
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    explicit = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-                if hasattr(args, f.name)}
+# -------------------------------------------------------------------- train
+def _train_arguments(p: argparse.ArgumentParser, model: str) -> None:
+    try:
+        cls = config_class(model)
+    except ValueError:  # an unknown --model: the VAE's flags, and the error later
+        cls = config_class("vae")
+    add_config_flags(p, cls)
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _train(args: argparse.Namespace) -> int:
+    explicit = {k: v for k, v in vars(args).items()
+                if k not in ("resume", "overwrite", "quiet", "run", "command")}
     if args.resume:
-        if not (Path(args.resume) / "config.json").is_file():
+        if not (Path(args.resume) / runs.CONFIG).is_file():
             raise FileNotFoundError(f"resume: {args.resume} holds no run to continue "
                                     "(no config.json); start one with --out")
-        values = TrainConfig.load(Path(args.resume) / "config.json").to_dict()
+        values = runs.read_config(args.resume)
         values.update(explicit, out=str(args.resume))
     else:
         values = explicit
-    config = TrainConfig.from_dict(values) if values else TrainConfig()
+    config = TrainConfig.from_dict(values) if values else TrainConfig().for_its_model()
     try:
         _, history = train(config, resume=bool(args.resume), overwrite=args.overwrite,
                            progress=not args.quiet)
@@ -80,58 +137,100 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if last:
         print(f"test loss {last.get('test_loss', float('nan')):.2f} nats/image after "
               f"{last['epoch']} epochs")
-        names = ["samples.png", "reconstructions.png", "curves.png", "class_samples.png"]
-        figures = ", ".join(str(Path(config.out) / f) for f in names
+        figures = ", ".join(str(Path(config.out) / f) for f in runs.FIGURES
                             if (Path(config.out) / f).exists())
         print(f"figures: {figures}")
     return 0
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> int:
+# ------------------------------------------------- subcommands on a finished run
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a run folder written by `pyro-vae train`")
+    p.add_argument("--device", default="cpu", help="auto, cpu or cuda (default: cpu)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--last", action="store_true",
+                   help="use the newest checkpoint even when a best one was kept")
+
+
+def _load(args: argparse.Namespace) -> runs.Run:
+    run = runs.Run.load(args.run_dir, args.device, best=not args.last)
+    print(f"using {run.describe()}", file=sys.stderr)
+    return run
+
+
+def _test_data(run: runs.Run, args: argparse.Namespace):
+    """The run's test set, or that of ``--data`` (same shape), on the model's device."""
+    config = run.config
+    if getattr(args, "data", None):
+        config = dataclasses.replace(config, data=args.data, data_dir=None)
+    data = prepare_data(config)
+    device = next(run.model.parameters()).device
+    keep = slice(getattr(args, "num_images", None) or getattr(args, "num", None))
+    return data.x_test[keep].to(device), data.y_test[keep].to(device)
+
+
+def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    _run_arguments(p)
+    p.add_argument("--data", metavar="NAME|PATH", help="evaluate on this data set's test "
+                   "split instead of the run's")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--iw-samples", type=int, default=0, metavar="K",
+                   help="importance samples per image for the estimate of log p(x) "
+                   "(nll, bits_per_dim); 0 skips it; the literature uses 5000 (default: 0)")
+    p.add_argument("--num-images", type=int, metavar="N",
+                   help="evaluate the first N test images (default: all)")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     if args.iw_samples < 0:
         raise ValueError(f"iw_samples: expected a non-negative integer, got {args.iw_samples}")
     if args.num_images is not None and args.num_images < 1:
         raise ValueError(f"num_images: expected a positive integer, got {args.num_images}")
-    model, config = load_run(args.run_dir, args.device)
-    data = prepare_data(config)
+    run = _load(args)
+    model = run.model
+    x_test, y_test = _test_data(run, args)
     labelled = model.uses_labels and not model.semi_supervised
-    device = next(model.parameters()).device
-    keep = slice(args.num_images)
-    x_test, y_test = data.x_test[keep].to(device), data.y_test[keep].to(device)
-    test = (x_test, y_test) if labelled else x_test
     torch.manual_seed(args.seed)
-    result = evaluation_report(model.model, model.guide, test, iw_samples=args.iw_samples,
-                               batch_size=args.batch_size)
+    result = evaluation_report(model.model, model.guide, (x_test, y_test) if labelled else x_test,
+                               iw_samples=args.iw_samples, batch_size=args.batch_size,
+                               progress=sys.stderr.isatty())
     if model.classifies:
         result["test_accuracy"] = accuracy(model.classify, x_test, y_test, args.batch_size)
-    result["num_images"] = len(x_test)
+    result.update(num_images=len(x_test), checkpoint=run.checkpoint.name, epoch=run.epoch)
     if args.json:
         print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            if isinstance(value, list):
-                value = " ".join(f"{v:.2f}" for v in value)
-            print(f"{key:>12}  {value:.4f}" if isinstance(value, float) else f"{key:>12}  {value}")
+        return 0
+    for key, value in result.items():
+        if isinstance(value, list):
+            value = " ".join(f"{v:.2f}" for v in value)
+        print(f"{key:>12}  {value:.4f}" if isinstance(value, float) else f"{key:>12}  {value}")
     return 0
 
 
-def _cmd_sample(args: argparse.Namespace) -> int:
+def _sample_arguments(p: argparse.ArgumentParser) -> None:
+    _run_arguments(p)
+    p.add_argument("--num", type=int, default=64, help="number of images")
+    p.add_argument("--out", required=True, help="FILE.png (grid) or FILE.npy [N, C, H, W]")
+    p.add_argument("--label", type=int, default=None,
+                   help="class of the images, for a model of labelled data (cvae, m2)")
+
+
+def _sample(args: argparse.Namespace) -> int:
     if args.num < 1:
         raise ValueError(f"num: expected a positive integer, got {args.num}")
     out = Path(args.out)
     if out.suffix not in (".png", ".npy"):
         raise ValueError(f"out: expected a file ending in .png or .npy, got {out.name!r}")
-    model, config = load_run(args.run_dir, args.device)
+    run = _load(args)
+    model = run.model
     if args.label is not None and not model.uses_labels:
-        raise ValueError(
-            f"label: model {config.model!r} is not conditioned on a label; train a cvae or m2"
-        )
+        raise ValueError(f"label: model {run.config.model!r} is not conditioned on a label; "
+                         "train a cvae or m2")
     torch.manual_seed(args.seed)
-    if args.label is None:
-        images, title = model.generate(args.num), "samples from the prior"
-    else:
-        images, title = model.generate(args.num, y=args.label), f"samples of class {args.label}"
-    decode = image_decoder(config, next(model.parameters()).device)
+    images = model.generate(args.num, args.label)
+    title = "samples from the prior" if args.label is None else f"samples of class {args.label}"
+    decode = image_decoder(run.config, next(model.parameters()).device)
     images = (decode(images) if decode else images).cpu()
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".png":
@@ -142,67 +241,111 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_reconstruct(args: argparse.Namespace) -> int:
-    model, config = load_run(args.run_dir, args.device)
-    data = prepare_data(config)
-    device = next(model.parameters()).device
-    x, y = data.x_test[: args.num].to(device), data.y_test[: args.num].to(device)
-    x_hat = model.reconstruct(x, y) if model.uses_labels else model.reconstruct(x)
-    decode = image_decoder(config, device) or (lambda v: v)
+def _reconstruct_arguments(p: argparse.ArgumentParser) -> None:
+    _run_arguments(p)
+    p.add_argument("--data", metavar="NAME|PATH", help="reconstruct this data set's test "
+                   "images instead of the run's")
+    p.add_argument("--num", type=int, default=32, help="number of test images")
+    p.add_argument("--out", help="PNG file (default: RUN_DIR/reconstructions.png)")
+
+
+def _reconstruct(args: argparse.Namespace) -> int:
+    run = _load(args)
+    x, y = _test_data(run, args)
+    model = run.model
+    x_hat = model.reconstruct(x, y if model.uses_labels else None)
+    decode = image_decoder(run.config, x.device) or (lambda v: v)
     out = Path(args.out or Path(args.run_dir) / "reconstructions.png")
     plots.save(plots.reconstructions(decode(x), decode(x_hat)), out)
     print(f"wrote {len(x)} reconstructions to {out}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pyro-vae", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def _compare_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders to compare")
+    p.add_argument("--out", help="PNG file of their curves on one figure")
+    p.add_argument("--metric", default="test_loss", help="the curve to plot (default: test_loss)")
 
-    p = sub.add_parser("train", help="train a model; writes a run folder")
-    _add_config_flags(p)
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
-    p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run=_cmd_train)
 
-    for name, helptext, func in (
-        ("evaluate", "test ELBO, log-likelihood and latent use of a run's checkpoint",
-         _cmd_evaluate),
-        ("sample", "images decoded from prior samples (of one class with --label)", _cmd_sample),
-        ("reconstruct", "test inputs beside their reconstructions (PNG)", _cmd_reconstruct),
-    ):
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument("run_dir", help="a run folder written by `pyro-vae train`")
-        p.add_argument("--device", default="cpu", help="auto, cpu or cuda (default: cpu)")
-        p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-        p.set_defaults(run=func)
-        if name == "evaluate":
-            p.add_argument("--json", action="store_true", help="one JSON object on stdout")
-            p.add_argument("--batch-size", type=int, default=1000)
-            p.add_argument("--iw-samples", type=int, default=0, metavar="K",
-                           help="importance samples per image for the estimate of log p(x) "
-                           "(nll, bits_per_dim); 0 skips it; the literature uses 5000 "
-                           "(default: 0)")
-            p.add_argument("--num-images", type=int, metavar="N",
-                           help="evaluate the first N test images (default: all)")
-        elif name == "sample":
-            p.add_argument("--num", type=int, default=64, help="number of images")
-            p.add_argument("--out", required=True, help="FILE.png (grid) or FILE.npy [N, C, H, W]")
-            p.add_argument("--label", type=int, default=None,
-                           help="class of the images, for a model of labelled data (cvae, m2)")
+def _compare(args: argparse.Namespace) -> int:
+    configs = [runs.read_config(d) for d in args.run_dirs]
+    histories = [runs.read_metrics(d) for d in args.run_dirs]
+    names = [Path(d).name or str(d) for d in args.run_dirs]
+    keys = sorted({k for c in configs for k in c} - {"out"})
+    differ = [k for k in keys if len({json.dumps(c.get(k)) for c in configs}) > 1]
+    width = max(12, *map(len, names))
+    print(f"{'setting':<22}" + "".join(f"{n:>{width + 2}}" for n in names))
+    for key in differ:
+        print(f"{key:<22}" + "".join(f"{str(c.get(key, '-')):>{width + 2}}" for c in configs))
+    print("(settings not shown are the same in every run)")
+    finals = [h[-1] if h else {} for h in histories]
+    metrics = sorted({k for f in finals for k in f if isinstance(f.get(k), (int, float))})
+    for key in metrics:
+        print(f"{key:<22}" + "".join(
+            f"{f[key]:>{width + 2}.4g}" if key in f else f"{'-':>{width + 2}}" for f in finals))
+    if args.out:
+        plots.save(plots.compare_curves(histories, names, args.metric), Path(args.out))
+        print(f"wrote {args.metric} curves to {args.out}")
+    return 0
+
+
+class Subcommand(NamedTuple):
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+SUBCOMMANDS: Dict[str, Subcommand] = {
+    "train": Subcommand("train a model; writes a run folder", _train_arguments, _train),
+    "evaluate": Subcommand("test ELBO, log-likelihood and latent use of a run",
+                           _evaluate_arguments, _evaluate),
+    "sample": Subcommand("images decoded from prior samples (of one class with --label)",
+                         _sample_arguments, _sample),
+    "reconstruct": Subcommand("test inputs beside their reconstructions (PNG)",
+                              _reconstruct_arguments, _reconstruct),
+    "compare": Subcommand("runs' differing settings and final metrics side by side, "
+                          "and their curves on one figure", _compare_arguments, _compare),
+}
+
+
+def build_parser(model: str = "vae") -> argparse.ArgumentParser:
+    """The parser; ``train`` gets the flags of ``model``'s config."""
+    parser = Parser(prog="pyro-vae", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"pyro-vae {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for name, command in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=command.help, description=command.help)
+        if name == "train":
+            command.add_arguments(p, model)
         else:
-            p.add_argument("--num", type=int, default=32, help="number of test images")
-            p.add_argument("--out", help="PNG file (default: RUN_DIR/reconstructions.png)")
+            command.add_arguments(p)
+        p.set_defaults(run=command.run)
     return parser
 
 
+def _model_named(argv: List[str]) -> str:
+    """The model a ``train`` command line names (``--model``, or its ``--resume`` run's)."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--model="):
+            return arg.split("=", 1)[1]
+        if arg == "--model" and i + 1 < len(argv):
+            return argv[i + 1]
+    for i, arg in enumerate(argv):
+        if arg == "--resume" and i + 1 < len(argv):
+            try:
+                return runs.read_config(argv[i + 1]).get("model", "vae")
+            except (OSError, ValueError):
+                return "vae"  # train() names the problem with the run folder
+    return "vae"
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     # M2's labelled batches have no site to enumerate, which TraceEnum_ELBO reports.
     warnings.filterwarnings("ignore", message="TraceEnum_ELBO found no sample sites")
     try:
+        args = build_parser(_model_named(argv)).parse_args(argv)
         return args.run(args)
     except USER_ERRORS as err:
         print(f"pyro-vae: error: {err}", file=sys.stderr)

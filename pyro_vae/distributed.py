@@ -64,7 +64,7 @@ def shard(order: torch.Tensor, rank: int, world: int) -> torch.Tensor:
 
 def ddp_step(
     module: nn.Module, model: Callable, guide: Callable, elbo: ELBO, lr: float,
-    clip_norm: Optional[float] = None,
+    clip_norm: Optional[float] = None, optimizer: Optional[Callable] = None,
 ) -> FusedStep:
     """A :class:`~pyro_vae.steps.FusedStep` whose loss runs through DDP.
 
@@ -75,7 +75,8 @@ def ddp_step(
     scale = float(world_size())
     loss = DistributedDataParallel(ELBOLoss(module, model, guide, elbo, scale=scale),
                                    device_ids=[device] if device.type == "cuda" else None)
-    return FusedStep(model, guide, elbo, lr=lr, clip_norm=clip_norm, loss=loss, loss_scale=scale)
+    return FusedStep(model, guide, elbo, lr=lr, clip_norm=clip_norm, optimizer=optimizer,
+                     loss=loss, loss_scale=scale)
 
 
 def module_device(module: nn.Module) -> torch.device:

@@ -34,6 +34,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 from torch.distributions import kl_divergence
+from tqdm.auto import tqdm
 
 import pyro.distributions as dist
 import pyro.poutine as poutine
@@ -164,6 +165,7 @@ def iw_log_likelihood(
     data: Tensors,
     num_samples: int = 1000,
     chunk_size: int = 10000,
+    progress: bool = False,
 ) -> torch.Tensor:
     """The K-sample importance-weighted estimate of ``log p(x)`` per item: ``[N]`` nats.
 
@@ -177,6 +179,7 @@ def iw_log_likelihood(
     :param data: a tensor or tuple of tensors, passed to ``model`` and ``guide``.
     :param num_samples: K.
     :param chunk_size: replicas per model evaluation.
+    :param progress: a tqdm bar over the items on stderr.
     """
     for name, value in (("num_samples", num_samples), ("chunk_size", chunk_size)):
         if isinstance(value, bool) or int(value) != value or value < 1:
@@ -185,7 +188,10 @@ def iw_log_likelihood(
     n = data[0].shape[0]
     items_per_pass = max(1, chunk_size // num_samples)
     estimates = []
+    bar = tqdm(total=n, desc=f"log p(x), K={num_samples}", unit="item", leave=False,
+               disable=not progress)
     for idx in torch.arange(n).split(items_per_pass):
+        bar.update(len(idx))
         batch = [t[idx.to(t.device)] for t in data]
         b = len(idx)
         samples_per_pass = max(1, chunk_size // b)
@@ -198,6 +204,7 @@ def iw_log_likelihood(
             chunks.append(lw.view(s, b).logsumexp(0))
             done += s
         estimates.append(torch.stack(chunks).logsumexp(0) - math.log(num_samples))
+    bar.close()
     return torch.cat(estimates)
 
 
@@ -279,6 +286,7 @@ def evaluation_report(
     iw_samples: int = 0,
     batch_size: int = 1000,
     chunk_size: int = 10000,
+    progress: bool = False,
 ) -> Dict[str, Any]:
     """Everything ``pyro-vae evaluate`` reports, in nats per item unless stated.
 
@@ -291,7 +299,7 @@ def evaluation_report(
     out: Dict[str, Any] = dict(elbo_terms(model, guide, data, batch_size=batch_size))
     out.update(latent_statistics(model, guide, data, batch_size=batch_size))
     if iw_samples:
-        nll = -iw_log_likelihood(model, guide, data, iw_samples, chunk_size)
+        nll = -iw_log_likelihood(model, guide, data, iw_samples, chunk_size, progress)
         out["nll"] = nll.mean().item()
         out["nll_stderr"] = (nll.std() / math.sqrt(len(nll))).item() if len(nll) > 1 else 0.0
         out["iw_samples"] = int(iw_samples)

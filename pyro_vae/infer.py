@@ -1,30 +1,21 @@
 """The SVI runner: :func:`fit` trains any Pyro model/guide pair on in-memory tensors.
 
-It steps Pyro's ``SVI``, logs one line of metrics per epoch, writes
-``metrics.jsonl`` and atomic checkpoints into a run folder, resumes from them exactly
-(to the step, bit for bit on the CPU), stops cleanly on SIGINT/SIGTERM and on a
-non-finite loss, and calls hooks. It knows nothing of images, plots or model names.
-See ``docs/robustness.md``.
+A thin facade over :class:`~pyro_vae.training.Trainer`: it checks its arguments and
+data, builds the step (:mod:`pyro_vae.steps`) and the callbacks its keyword arguments
+ask for (:mod:`pyro_vae.training.callbacks`), and runs the loop. See
+``docs/training.md`` and ``docs/robustness.md``.
 """
 
-import json
 import logging
-import math
-import random
-import signal
-import time
-from dataclasses import dataclass, fields
+import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 import pyro
 import pyro.optim
-import pyro.poutine as poutine
 from pyro.infer import (
     ELBO,
     RenyiELBO,
@@ -33,12 +24,14 @@ from pyro.infer import (
     TraceGraph_ELBO,
     TraceMeanField_ELBO,
 )
-from . import checks
-from .checkpoint import Checkpoints, atomic_write, check_writable, remove_stale_temps, run_path
-from .evaluate import Tensors, as_tuple, elbo_terms
-from .interrupt import Interrupted, deferred_signals
-from .distributed import all_sum, ddp_step, rank as dist_rank, shard, world_size
+from . import checks, runs
+from .distributed import ddp_step, rank as dist_rank, world_size
+from .evaluate import Tensors, as_tuple
 from .steps import STEPS, FusedStep, NonFiniteStep, SafeSVI, SVIStep, make_optim, owner  # noqa: F401
+from .steps import torch_optimizer
+from .training import callbacks as cb
+from .training.state import CHECKPOINT_FORMAT, PROGRESS_FIELDS, Progress  # noqa: F401
+from .training.trainer import Batches, Slices, Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +47,7 @@ ELBOS = {
     # dim when it averages the weights, so the bound is per item, as it must be.
     "IWAE": lambda **kw: RenyiELBO(alpha=0, **kw),
 }
-METRICS = "metrics.jsonl"
-CHECKPOINT_FORMAT = 3
-
-# batches(data, generator) -> the epoch's argument tuples for one step each.
-Batches = Callable[[Tuple[torch.Tensor, ...], torch.Generator], Sequence[Sequence[torch.Tensor]]]
+METRICS = cb.METRICS
 
 
 def shuffled_batches(batch_size: int) -> Batches:
@@ -68,7 +57,7 @@ def shuffled_batches(batch_size: int) -> Batches:
 
     def batches(data: Tuple[torch.Tensor, ...], generator: torch.Generator):
         order = torch.randperm(len(data[0]), generator=generator).to(data[0].device)
-        return _Slices(data, order.split(batch_size))
+        return Slices(data, order.split(batch_size))
 
     return batches
 
@@ -91,129 +80,239 @@ def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.dev
     return device
 
 
-def rng_state(generator: torch.Generator) -> Dict[str, Any]:
-    """Every random state the next step depends on, as plain tensors and lists.
+def fit(
+    model: Callable,
+    guide: Callable,
+    data: Tensors,
+    *,
+    test_data: Optional[Tensors] = None,
+    val_data: Optional[Tensors] = None,
+    epochs: int = 10,
+    batch_size: int = 128,
+    elbo: Union[str, ELBO, None] = None,
+    optim: Optional[pyro.optim.PyroOptim] = None,
+    step: Optional[str] = None,
+    optimizer: str = "adam",
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    lr_schedule: str = "none",
+    clip_norm: Optional[float] = None,
+    early_stopping: int = 0,
+    seed: Optional[int] = 0,
+    device: Union[str, torch.device, None] = None,
+    transform: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None,
+    evaluate: Optional[Callable[[], Dict[str, float]]] = None,
+    run_dir: Union[str, Path, None] = None,
+    checkpoint_every: int = 1,
+    checkpoint_steps: int = 0,
+    keep_checkpoints: int = 2,
+    resume: bool = False,
+    overwrite: bool = False,
+    max_bad_steps: int = 0,
+    config: Optional[Dict[str, Any]] = None,
+    callbacks: Sequence[cb.Callback] = (),
+    hooks: Sequence[Callable[[Dict[str, Any]], None]] = (),
+    batches: Optional[Batches] = None,
+    step_hooks: Sequence[Callable[[float], None]] = (),
+    tensorboard: bool = False,
+    progress: Optional[bool] = None,
+    distributed: bool = False,
+) -> List[Dict[str, Any]]:
+    """Train ``model``/``guide`` with stochastic variational inference; the per-epoch metrics.
 
-    Pyro draws its samples from torch's generator, so ``"torch"`` is Pyro's state
-    too; ``"batches"`` is fit's own generator (data order and ``transform``).
+    Each epoch draws a random order of the ``N`` examples; each step slices every
+    tensor of ``data`` with the next ``batch_size`` indices of that order and calls
+    one SVI step on it (``step(*batch)``), so the model and guide receive the same
+    positional arguments (``model(x)``, or ``model(x, y)`` when ``data = (x, y)``).
+    A ``batch_size`` larger than ``N`` means one full batch per epoch (a warning says
+    so). ``batches`` replaces that policy.
+
+    Parameters live in Pyro's param store, as for any ``SVI``. Each model of
+    :mod:`pyro_vae.models` registers its networks under its own name there, so
+    several models train in one process; its checkpoints hold its ``state_dict()``.
+    When ``model`` and ``guide`` are methods of such a model, its declarations apply:
+    its own ELBO and batching policy (M2's) unless others are given, and its checks
+    and casts of the data before the first step.
+
+    With ``run_dir``, the folder gets ``config.json``, ``metrics.jsonl`` and atomic
+    checkpoints every ``checkpoint_every`` epochs (and the last) and every
+    ``checkpoint_steps`` steps; a folder that already holds a run is refused unless
+    ``resume`` (continue exactly where the newest checkpoint was written: with the
+    same arguments the final parameters equal those of an uninterrupted run, bit for
+    bit on the CPU) or ``overwrite``. A first SIGINT or SIGTERM lets the current step
+    finish, writes a checkpoint and raises :class:`pyro_vae.interrupt.Interrupted`.
+    A step that meets a NaN or inf leaves the parameters untouched; after more than
+    ``max_bad_steps`` such steps ``FloatingPointError`` names the epoch and the step.
+
+    :param data: a tensor (or numpy array) or a tuple of them with a shared first
+        dimension ``N``; moved to ``device`` once and batched by index; checked first.
+    :param test_data: held-out data, evaluated after each epoch (``test_loss``,
+        ``recon``, ``kl``).
+    :param val_data: a validation split (never the test set), evaluated after each
+        epoch (``val_loss``, ...); with ``run_dir`` its best epoch is kept as
+        ``best.pt``, and ``early_stopping = P > 0`` stops after ``P`` epochs without
+        improvement.
+    :param elbo: a name in :data:`ELBOS` or any Pyro ``ELBO``; default the model's own.
+    :param optim: a Pyro optimiser (implies ``step="svi"``); default ``optimizer``.
+    :param step: ``"fused"`` (default where it applies: the ELBO's
+        ``differentiable_loss`` and one fused torch optimiser) or ``"svi"`` (Pyro's
+        ``SVI.step``). Same loss and gradients; see :mod:`pyro_vae.steps`.
+    :param optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"``, with ``lr`` and ``weight_decay``.
+    :param lr_schedule: a key of :data:`pyro_vae.training.callbacks.LR_SCHEDULES`.
+    :param clip_norm: clip each parameter's gradient norm (not with ``optim``).
+    :param seed: seeds Pyro, torch, numpy and python, and the batch order.
+    :param device: where ``data`` lives; the networks must already be there.
+    :param transform: ``transform(x_batch, generator)`` on the first tensor of every
+        batch, e.g. a fresh binarisation each epoch.
+    :param evaluate: ``evaluate() -> dict`` of extra metrics merged in each epoch.
+    :param config: a JSON-able dict saved as ``config.json`` and in each checkpoint.
+    :param callbacks: your own :class:`~pyro_vae.training.callbacks.Callback` s, run
+        after evaluation and before logging and saving.
+    :param hooks: ``hook(metrics)`` after each epoch, once everything is saved.
+    :param step_hooks: ``hook(t)`` before each step, ``t`` the progress in epochs.
+    :param tensorboard: log every metric to ``run_dir/tensorboard``.
+    :param progress: a progress bar and one log line per epoch on stderr; default:
+        when stderr is a terminal.
+    :param distributed: data-parallel over the initialised ``torch.distributed``
+        process group (:mod:`pyro_vae.distributed`); rank 0 alone evaluates and writes.
     """
-    np_state = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "batches": generator.get_state(),
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *map(float, np_state[2:])],
-        "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: Dict[str, Any], generator: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
-    generator.set_state(state["batches"])
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), cached))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-@dataclass
-class Progress:
-    """Where training stands: a checkpoint holds these fields beside the parameters,
-    the optimiser state and the random states."""
-
-    epoch: int = 0  # epochs completed
-    step: int = 0  # steps completed in epoch ``epoch + 1``
-    global_step: int = 0  # steps completed in all
-    order: Optional[torch.Tensor] = None  # data order of epoch ``epoch + 1``, once drawn
-    # with a custom batching policy: the generator state its batches were drawn from
-    batch_state: Optional[torch.Tensor] = None
-    loss: float = 0.0  # summed loss of this epoch's finite steps so far
-    seen: int = 0  # examples in those steps
-    bad_steps: int = 0  # steps skipped for a NaN or inf, whole run
-
-    def count(self, loss: float, size: int) -> None:
-        """One more step, of ``size`` examples and finite ``loss``."""
-        self.step, self.global_step = self.step + 1, self.global_step + 1
-        self.loss, self.seen = self.loss + loss, self.seen + size
-
-    def count_bad(self) -> None:
-        """One more step, skipped for a NaN or inf."""
-        self.step, self.global_step = self.step + 1, self.global_step + 1
-        self.bad_steps += 1
-
-    def describe(self) -> str:
-        if self.step == 0 and self.epoch > 0:
-            return f"the end of epoch {self.epoch} (step {self.global_step})"
-        return f"epoch {self.epoch + 1}, step {self.step} (step {self.global_step} in all)"
-
-
-PROGRESS_FIELDS = tuple(f.name for f in fields(Progress))
-
-
-def _create_params(model: Callable, guide: Callable, batch: Sequence[torch.Tensor]) -> None:
-    """Run guide and model once so every ``pyro.param`` exists in the param store."""
-    guide_trace = poutine.trace(guide).get_trace(*batch)
-    poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*batch)
-
-
-def model_params(module: Optional[nn.Module]) -> Dict[str, torch.Tensor]:
-    """What a checkpoint holds of the parameters: the model's ``state_dict()`` (buffers
-    included, names independent of its param-store scope), else the param store's
-    unconstrained values for model/guide functions that are not a model's methods."""
+    data, test_data = _check_data(model, guide, data, test_data)
+    val_data = None if val_data is None else _check_data(model, guide, val_data, None)[0]
+    args = _checked(epochs=epochs, batch_size=batch_size, checkpoint_every=checkpoint_every,
+                    checkpoint_steps=checkpoint_steps, keep_checkpoints=keep_checkpoints,
+                    max_bad_steps=max_bad_steps, early_stopping=early_stopping)
+    if args["early_stopping"] and val_data is None:
+        raise ValueError("early_stopping: needs val_data, a validation split to watch "
+                         "(never the test set)")
+    module = owner(model, guide)
+    if module is not None:  # what the model declares, unless told otherwise
+        elbo = module.elbo if elbo is None else elbo
+        batches = module.batching(batch_size) if batches is None and len(data) > 1 else batches
+    loss = make_elbo("Trace_ELBO" if elbo is None else elbo)
     if module is not None:
-        return {k: v.detach().cpu() for k, v in module.state_dict().items()}
-    return {k: v.detach().cpu() for k, v in pyro.get_param_store().named_parameters()}
+        module.check_elbo(loss)
+    if batch_size > len(data[0]):
+        logger.warning("batch_size %d exceeds the %d examples: one full batch per epoch",
+                       batch_size, len(data[0]))
+    if device is not None:
+        device = resolve_device(device)
+        data, test_data, val_data = (None if d is None else tuple(t.to(device) for t in d)
+                                     for d in (data, test_data, val_data))
+    stepper = _make_step(model, guide, loss, optim, step, optimizer, lr, weight_decay,
+                         clip_norm, distributed, batches)
+    if run_dir is not None and dist_rank() == 0:
+        runs.prepare(run_dir, resume, overwrite)
+        if not resume or not (Path(run_dir) / runs.CONFIG).exists():
+            runs.write_config(run_dir, config or {"fit": _describe(locals())}, world_size())
+    if seed is not None:
+        pyro.set_rng_seed(seed)
+    show = sys.stderr.isatty() if progress is None else progress
+    trainer = Trainer(model, guide, stepper, batch_size=batch_size, batching=batches,
+                      transform=transform, seed=seed, max_bad_steps=args["max_bad_steps"],
+                      distributed=distributed, config=config, callbacks=[
+                          *_metric_callbacks(test_data, val_data, batch_size, evaluate,
+                                             step_hooks, lr_schedule, lr),
+                          *callbacks, *_run_callbacks(run_dir, args, resume, show, tensorboard),
+                          cb.EpochHooks(hooks)])
+    return trainer.fit(data, args["epochs"])
 
 
-def load_model_params(module: nn.Module, saved: Dict[str, torch.Tensor], source) -> None:
-    """Load a checkpoint's parameters and buffers into ``module``, in place.
-
-    Checkpoints of format 1 and 2 held param-store names (``"decoder$$$net.0.weight"``)
-    and no buffers; they load too.
-    """
-    if any("$$$" in k for k in saved):
-        saved = {k.replace("$$$", "."): v for k, v in saved.items()}
-        saved = {**{k: v for k, v in module.state_dict().items() if k not in saved}, **saved}
-    expected = module.state_dict()
-    differ = sorted(set(saved) ^ set(expected))
-    if differ:
-        raise ValueError(f"checkpoint: {source} does not match the model (entries {differ[:4]} "
-                         "differ); it was written by another model configuration")
-    for name, value in expected.items():
-        if saved[name].shape != value.shape:
-            raise ValueError(
-                f"checkpoint: {source} was written by another model configuration "
-                f"({name} has shape {list(saved[name].shape)}, expected {list(value.shape)})"
-            )
-    module.load_state_dict(saved)
+def _checked(**values) -> Dict[str, int]:
+    least = {"epochs": 0, "checkpoint_steps": 0, "max_bad_steps": 0, "early_stopping": 0}
+    return {k: checks.integer(k, v, minimum=least.get(k, 1)) for k, v in values.items()}
 
 
-def _restore(state: Dict[str, Any], step, source: Path) -> None:
-    """Copy checkpointed parameter values into the model (or the param store) in place."""
-    saved = state["params"]
-    if step.module is not None:
-        load_model_params(step.module, saved, source)
-        step.load_state_dict(state["optim"])
-        return
-    current = dict(pyro.get_param_store().named_parameters())
-    if set(saved) != set(current):
+def _describe(arguments: Dict[str, Any]) -> Dict[str, Any]:
+    """fit's JSON-able arguments, for the ``config.json`` of a run started from Python."""
+    plain = (str, int, float, bool, type(None))
+    return {k: (v if isinstance(v, plain) else repr(v)) for k, v in arguments.items()
+            if k not in ("data", "test_data", "val_data", "module", "stepper", "loss")
+            and isinstance(v, (*plain, Path, torch.device))}
+
+
+def _make_step(model, guide, loss: ELBO, optim, step: Optional[str], optimizer: str, lr: float,
+               weight_decay: float, clip_norm: Optional[float], distributed: bool, batches):
+    """The step: fused where it applies, Pyro's SVI.step otherwise, DDP when distributed."""
+    # The fused step needs the ELBO's differentiable_loss (RenyiELBO has none) and
+    # its own optimiser; otherwise Pyro's SVI step does the work.
+    fusable = optim is None and hasattr(loss, "differentiable_loss")
+    step = step or ("fused" if fusable else "svi")
+    checks.one_of("step", step, STEPS)
+    if optim is not None and clip_norm:
+        raise ValueError("clip_norm: applies to the default optimiser only; pass "
+                         "clip_args to your own Pyro optimiser instead")
+    if step == "fused" and not fusable:
         raise ValueError(
-            f"checkpoint: {source} was written by another model configuration "
-            f"(parameters {sorted(set(saved) ^ set(current))[:4]} differ)"
-        )
-    for name, value in current.items():
-        if saved[name].shape != value.shape:
-            raise ValueError(
-                f"checkpoint: {source} was written by another model configuration "
-                f"({name} has shape {list(saved[name].shape)}, expected {list(value.shape)})"
-            )
-        with torch.no_grad():
-            value.copy_(saved[name])
-    step.load_state_dict(state["optim"])
+            "step: 'fused' needs fit's own optimiser and an ELBO with differentiable_loss; "
+            f"got optim={type(optim).__name__}, elbo={type(loss).__name__} (use step='svi')")
+    clip = clip_norm and checks.positive_number("clip_norm", clip_norm)
+    make = torch_optimizer(optimizer, lr, weight_decay)
+    if distributed:
+        if batches is not None:
+            raise ValueError("batches: a custom batching policy cannot be sharded over ranks")
+        if step != "fused":
+            raise ValueError("distributed: runs with the fused step (DDP over the ELBO's loss)")
+        return ddp_step(_ddp_module(model, guide), model, guide, loss, lr=lr,
+                        clip_norm=clip or None, optimizer=make)
+    if step == "svi":
+        return SVIStep(model, guide, loss,
+                       optim or make_optim(lr, clip_norm, optimizer, weight_decay))
+    return FusedStep(model, guide, loss, lr=lr, clip_norm=clip, optimizer=make)
+
+
+def _metric_callbacks(test_data, val_data, batch_size: int, evaluate, step_hooks,
+                      lr_schedule: str, lr: float) -> List[cb.Callback]:
+    """Callbacks that compute figures or change the model before each step."""
+    out: List[cb.Callback] = [cb.StepHook(hook) for hook in step_hooks]
+    if lr_schedule != "none":
+        out.append(cb.LRSchedule(lr_schedule, lr))
+    size = max(batch_size, 1000)
+    if test_data is not None:
+        out.append(cb.Evaluation(test_data, size))
+    if val_data is not None:
+        out.append(cb.Evaluation(val_data, size, prefix="val"))
+    if evaluate is not None:
+        out.append(cb.Metrics(evaluate))
+    return out
+
+
+def _run_callbacks(run_dir, args: Dict[str, int], resume: bool, progress: bool,
+                   tensorboard: bool) -> List[cb.Callback]:
+    """Callbacks that report, keep the best model, and write the run folder (last)."""
+    out: List[cb.Callback] = []
+    if args["early_stopping"] or run_dir is not None:
+        out.append(_EarlyStoppingIfValidated(patience=args["early_stopping"], run_dir=run_dir))
+    if progress:
+        out += [cb.ProgressBar(), _EpochLine()]
+    out.append(cb.EpochLog())
+    if run_dir is None:
+        return out
+    if tensorboard:
+        out.append(cb.TensorBoard(Path(run_dir) / "tensorboard"))
+    return out + [cb.MetricsFile(run_dir), cb.Checkpointing(
+        run_dir, every=args["checkpoint_every"], steps=args["checkpoint_steps"],
+        keep=args["keep_checkpoints"], resume=resume)]
+
+
+class _EarlyStoppingIfValidated(cb.EarlyStopping):
+    """Early stopping and the best checkpoint, on epochs that have a ``val_loss``."""
+
+    def on_epoch_end(self, state, metrics):
+        if "val_loss" in metrics:
+            super().on_epoch_end(state, metrics)
+        elif self.patience:
+            raise ValueError("early_stopping: needs val_data (a validation split) to watch")
+
+
+class _EpochLine(cb.Callback):
+    """One line per epoch on stderr, for a user at a terminal."""
+
+    rank_zero = True
+
+    def on_epoch_end(self, state, metrics):
+        shown = ("train_loss", "test_loss", "val_loss", "test_accuracy", "epoch_s")
+        print(f"epoch {metrics['epoch']}/{state.epochs}  " + "  ".join(
+            f"{k} {metrics[k]:.4g}" for k in shown if k in metrics), file=sys.stderr)
 
 
 def _check_data(
@@ -250,390 +349,6 @@ def _prepared(module, tensors: Tuple[torch.Tensor, ...], name: str) -> Tuple[tor
     y = module.prepare_labels(tensors[1], len(x), f"{name} labels",
                               allow_missing=module.semi_supervised)
     return (x, y, *tensors[2:])
-
-
-def _snapshot(
-    at: Progress,
-    step,
-    generator: torch.Generator,
-    history: List[Dict[str, Any]],
-    config: Optional[Dict[str, Any]],
-    batch_size: int,
-) -> Dict[str, Any]:
-    """Everything the next step depends on, as plain data (see ``docs/robustness.md``)."""
-    return {
-        "format": CHECKPOINT_FORMAT,
-        **vars(at),
-        "batch_size": batch_size,
-        "params": model_params(step.module),
-        "optim": step.state_dict(),
-        "rng": rng_state(generator),
-        # A JSON round trip turns numpy scalars from hooks into floats: the safe
-        # loader refuses anything but plain types.
-        "history": json.loads(json.dumps(history)),
-        "config": json.loads(json.dumps(config or {})),
-    }
-
-
-def _resume(
-    store: Checkpoints,
-    model: Callable,
-    guide: Callable,
-    data: Sequence[torch.Tensor],
-    step,
-    generator: torch.Generator,
-    batch_size: int,
-    probe: Sequence[torch.Tensor],
-) -> Tuple[Progress, List[Dict[str, Any]]]:
-    """Progress, history and optimiser state of ``store``'s newest checkpoint; its
-    parameters and random states are restored in place."""
-    state = store.load()
-    needed = ("params", "optim", "rng", "history", "batch_size", *PROGRESS_FIELDS)
-    missing = [k for k in needed if k not in state]
-    if state.get("format") != CHECKPOINT_FORMAT or missing:
-        raise ValueError(
-            f"checkpoint: {store.latest} cannot be resumed: expected format "
-            f"{CHECKPOINT_FORMAT} with {list(needed)}, got format {state.get('format')} "
-            f"without {missing}"
-        )
-    # A mid-epoch position means "the next batches of this order": it holds only for
-    # the same number of examples cut into batches of the same size.
-    order = state["order"]
-    if order is not None and (len(order) != len(data[0]) or state["batch_size"] != batch_size):
-        raise ValueError(
-            f"checkpoint: {store.latest} stopped mid-epoch over {len(order)} examples in "
-            f"batches of {state['batch_size']}; got {len(data[0])} examples in batches "
-            f"of {batch_size}"
-        )
-    _create_params(model, guide, probe)
-    _restore(state, step, store.latest)
-    set_rng_state(state["rng"], generator)
-    at = Progress(**{k: state[k] for k in PROGRESS_FIELDS})
-    logger.info("resumed from %s at %s", store.latest, at.describe())
-    return at, list(state["history"])
-
-
-def fit(
-    model: Callable,
-    guide: Callable,
-    data: Tensors,
-    *,
-    test_data: Optional[Tensors] = None,
-    epochs: int = 10,
-    batch_size: int = 128,
-    elbo: Union[str, ELBO, None] = None,
-    optim: Optional[pyro.optim.PyroOptim] = None,
-    step: Optional[str] = None,
-    lr: float = 1e-3,
-    clip_norm: Optional[float] = None,
-    seed: Optional[int] = 0,
-    device: Union[str, torch.device, None] = None,
-    transform: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None,
-    evaluate: Optional[Callable[[], Dict[str, float]]] = None,
-    run_dir: Union[str, Path, None] = None,
-    checkpoint_every: int = 1,
-    checkpoint_steps: int = 0,
-    keep_checkpoints: int = 2,
-    resume: bool = False,
-    max_bad_steps: int = 0,
-    config: Optional[Dict[str, Any]] = None,
-    hooks: Sequence[Callable[[Dict[str, Any]], None]] = (),
-    batches: Optional[Batches] = None,
-    step_hooks: Sequence[Callable[[float], None]] = (),
-    progress: bool = False,
-    distributed: bool = False,
-) -> List[Dict[str, Any]]:
-    """Train ``model``/``guide`` with stochastic variational inference.
-
-    Each epoch draws a random order of the ``N`` examples; each step slices every
-    tensor of ``data`` with the next ``batch_size`` indices of that order and calls
-    one SVI step on it (``step(*batch)``), so the model and guide receive the same positional
-    arguments (``model(x)``, or ``model(x, y)`` when ``data = (x, y)``). A
-    ``batch_size`` larger than ``N`` is allowed and means one full batch per epoch
-    (as with a ``DataLoader``); a warning says so. ``batches`` replaces that policy,
-    e.g. to interleave labelled ``(x, y)`` and unlabelled ``(x,)`` batches.
-
-    Parameters live in Pyro's param store, as for any ``SVI``. Each model of
-    :mod:`pyro_vae.models` registers its networks under its own name there, so
-    several models train in one process; its checkpoints hold its ``state_dict()``.
-
-    With ``run_dir``, checkpoints are written atomically every ``checkpoint_every``
-    epochs (and the last) and every ``checkpoint_steps`` steps; ``resume=True``
-    continues from the newest one exactly where it was written: with the same
-    arguments the final parameters equal those of an uninterrupted run, bit for bit
-    on the CPU. Without ``resume`` the checkpoints already in ``run_dir`` are deleted.
-    A first SIGINT or SIGTERM lets the current step finish, writes a checkpoint and
-    raises :class:`pyro_vae.interrupt.Interrupted`.
-
-    A step that meets a NaN or inf (loss, gradient, or a distribution's arguments)
-    leaves the parameters untouched (see :mod:`pyro_vae.steps`); after more than
-    ``max_bad_steps`` such steps in the run, ``FloatingPointError`` names the problem,
-    the epoch and the step, and the last checkpoint on disk is the last good one.
-
-    :param data: a tensor or tuple of tensors with a shared first dimension ``N``;
-        moved to ``device`` once and batched by index. Checked before the first step:
-        non-empty, finite, and, when ``model`` is a bound method of an object with
-        ``check_data`` (every model of :mod:`pyro_vae.models`), fit for that model.
-    :param test_data: held-out data, evaluated after each epoch with
-        :func:`pyro_vae.evaluate.elbo_terms` (``test_loss``, ``recon``, ``kl``).
-    :param elbo: a name in :data:`ELBOS` or any Pyro ``ELBO`` object; default the
-        model's own (:attr:`~pyro_vae.models.Model.elbo`), else ``Trace_ELBO``.
-    :param optim: a Pyro optimiser (implies ``step="svi"``); default Adam with ``lr``.
-    :param step: ``"fused"`` (the default where it applies): the ELBO's
-        ``differentiable_loss`` and one fused ``torch.optim.Adam``; ``"svi"``: Pyro's
-        ``SVI.step`` with a Pyro optimiser. Same loss and gradients; see
-        :mod:`pyro_vae.steps`.
-    :param clip_norm: clip each parameter's gradient norm (default optimiser only).
-    :param seed: seeds Pyro, torch, numpy and python, and the batch order.
-    :param device: where ``data`` lives (``"auto"``, ``"cpu"``, ``"cuda"``); the
-        networks of ``model`` and ``guide`` must already be there.
-    :param transform: ``transform(x_batch, generator)`` applied to the first tensor of
-        every batch, e.g. a fresh binarisation each epoch.
-    :param evaluate: ``evaluate() -> dict`` of extra metrics merged in each epoch.
-    :param run_dir: folder for ``metrics.jsonl`` and checkpoints; none if ``None``.
-    :param checkpoint_every: epochs between checkpoints (the last epoch always writes).
-    :param checkpoint_steps: steps between checkpoints as well; 0 for none.
-    :param keep_checkpoints: checkpoints kept, the newest as ``checkpoint.pt``.
-    :param resume: continue from ``run_dir/checkpoint.pt`` when it exists.
-    :param max_bad_steps: steps with a non-finite loss skipped before stopping.
-    :param config: a JSON-able dict stored in each checkpoint.
-    :param hooks: ``hook(metrics)`` called after each epoch's metrics are written.
-    :param batches: ``batches(data, generator)`` -> the epoch's batches, a sequence of
-        argument tuples; called once per epoch with ``data`` on ``device`` and the
-        seeded batch-order generator (again from the same state when a run resumes
-        mid-epoch). Default: the model's own policy
-        (:meth:`~pyro_vae.models.Model.batching`, e.g. M2's labelled and unlabelled
-        batches), else a shuffled order cut into ``batch_size`` slices.
-    :param step_hooks: ``hook(progress)`` called before each step with the training
-        progress in epochs once that step is done, ``epoch - 1 + (step + 1) / steps``
-        (in ``(0, epochs]``), e.g. to anneal ``beta``
-        (:class:`pyro_vae.schedules.KLWarmup`).
-    :param progress: show a tqdm bar per epoch.
-    :param distributed: train data-parallel over the initialised ``torch.distributed``
-        process group (see :mod:`pyro_vae.distributed`): each rank steps on its
-        shard of every epoch through DDP; rank 0 alone logs, evaluates and writes
-        ``run_dir``. ``model`` and ``guide`` must be methods of one ``nn.Module``
-        holding every parameter (as for every model of :mod:`pyro_vae.models`).
-    :returns: the per-epoch metrics, one dict per epoch (earlier epochs included when
-        resuming).
-    """
-    data, test_data = _check_data(model, guide, data, test_data)
-    n = len(data[0])
-    epochs = checks.integer("epochs", epochs, minimum=0)
-    batch_size = checks.integer("batch_size", batch_size)
-    checkpoint_every = checks.integer("checkpoint_every", checkpoint_every)
-    checkpoint_steps = checks.integer("checkpoint_steps", checkpoint_steps, minimum=0)
-    keep_checkpoints = checks.integer("keep_checkpoints", keep_checkpoints)
-    max_bad_steps = checks.integer("max_bad_steps", max_bad_steps, minimum=0)
-    owner_model = owner(model, guide)
-    if owner_model is not None:  # what the model declares, unless told otherwise
-        elbo = owner_model.elbo if elbo is None else elbo
-        if batches is None and len(data) > 1:
-            batches = owner_model.batching(batch_size)
-    loss = make_elbo("Trace_ELBO" if elbo is None else elbo)
-    if owner_model is not None:
-        owner_model.check_elbo(loss)
-    # The fused step needs the ELBO's differentiable_loss (RenyiELBO has none) and
-    # its own optimiser; otherwise Pyro's SVI step does the work.
-    fusable = optim is None and hasattr(loss, "differentiable_loss")
-    step = step or ("fused" if fusable else "svi")
-    checks.one_of("step", step, STEPS)
-    if optim is not None and clip_norm:
-        raise ValueError("clip_norm: applies to the default optimiser only; pass "
-                         "clip_args to your own Pyro optimiser instead")
-    if step == "fused" and not fusable:
-        raise ValueError(
-            "step: 'fused' needs fit's own optimiser and an ELBO with differentiable_loss; "
-            f"got optim={type(optim).__name__}, elbo={type(loss).__name__} (use step='svi')"
-        )
-    if batch_size > n:
-        logger.warning("batch_size %d exceeds the %d examples: one full batch per epoch",
-                       batch_size, n)
-    if device is not None:
-        device = resolve_device(device)
-        data = tuple(t.to(device) for t in data)
-        if test_data is not None:
-            test_data = tuple(t.to(device) for t in test_data)
-    writer = True  # this process logs, evaluates and writes the run folder
-    if distributed:
-        if batches is not None:
-            raise ValueError("batches: a custom batching policy cannot be sharded over ranks")
-        module = _ddp_module(model, guide)
-        writer = dist_rank() == 0
-        progress = progress and writer
-    store = None
-    if run_dir is not None:
-        run_dir = Path(run_dir)
-        if writer:
-            check_writable(run_dir, "run_dir")
-            remove_stale_temps(run_dir)
-        store = Checkpoints(run_dir, keep_checkpoints)
-
-    if seed is not None:
-        pyro.set_rng_seed(seed)
-    generator = torch.Generator().manual_seed(0 if seed is None else seed)
-    if distributed:
-        if step != "fused":
-            raise ValueError("distributed: runs with the fused step (DDP over the ELBO's loss)")
-        stepper = ddp_step(module, model, guide, loss, lr=checks.positive_number("lr", lr),
-                           clip_norm=clip_norm or None)
-    elif step == "svi":
-        stepper = SVIStep(model, guide, loss, optim or make_optim(lr, clip_norm))
-    else:
-        stepper = FusedStep(model, guide, loss, lr=checks.positive_number("lr", lr),
-                            clip_norm=clip_norm and checks.positive_number("clip_norm", clip_norm))
-
-    at, history = Progress(), []
-    if resume and store is not None and store.latest.is_file():
-        # one batch to run the model on, so that its parameters exist before loading
-        probe = (tuple(t[:1] for t in data) if batches is None
-                 else batches(data, torch.Generator().manual_seed(0))[0])
-        at, history = _resume(store, model, guide, data, stepper, generator, batch_size, probe)
-    elif store is not None and writer:
-        store.clear()
-
-    def save(at: Progress) -> None:
-        if store is not None and writer:
-            store.save(_snapshot(at, stepper, generator, history, config, batch_size))
-
-    def stop_if_asked(at: Progress) -> None:
-        signum = pending()
-        if signum is None:
-            return
-        save(at)
-        saved = f"checkpoint written to {store.latest}" if store else "nothing saved (no run_dir)"
-        raise Interrupted(
-            f"stopped by {signal.Signals(signum).name} at {at.describe()}; {saved}", signum
-        )
-
-    with deferred_signals() as pending:
-        for epoch in range(at.epoch + 1, epochs + 1):
-            epoch_batches = _epoch_batches(at, data, batches, batch_size, generator,
-                                           distributed)
-            t0, seen0 = time.perf_counter(), at.seen
-            # ``with``: the bar is cleared however the epoch ends, so a message printed
-            # on an interrupt or an error starts on a clean line.
-            num_steps = len(epoch_batches)
-            with tqdm(total=num_steps, initial=at.step, desc=f"epoch {epoch}/{epochs}",
-                      leave=False, disable=not progress) as bar:
-                while at.step < num_steps:
-                    batch = list(epoch_batches[at.step])
-                    if transform is not None:
-                        batch[0] = transform(batch[0], generator)
-                    for hook in step_hooks:
-                        hook(epoch - 1 + (at.step + 1) / num_steps)
-                    try:
-                        at.count(stepper(*batch), len(batch[0]))
-                    except NonFiniteStep as err:
-                        at.count_bad()
-                        _bad_step(at, str(err), num_steps, max_bad_steps, store)
-                    bar.update()
-                    bar.set_postfix(loss=f"{at.loss / max(at.seen, 1):.2f}", refresh=False)
-                    if checkpoint_steps and at.global_step % checkpoint_steps == 0:
-                        save(at)
-                    stop_if_asked(at)
-            if device is not None and device.type == "cuda":
-                torch.cuda.synchronize()
-            epoch_s = time.perf_counter() - t0
-            loss_sum, seen, seen_now = at.loss, at.seen, at.seen - seen0
-            if distributed:  # the whole epoch's figures, summed over ranks
-                loss_sum, seen, seen_now = all_sum(
-                    torch.tensor([at.loss, at.seen, seen_now], dtype=torch.float64)).tolist()
-            metrics: Dict[str, Any] = {
-                "epoch": epoch,
-                "train_loss": loss_sum / seen if seen else math.nan,
-                "epoch_s": epoch_s,
-                "images_per_s": seen_now / epoch_s,
-            }
-            if max_bad_steps:
-                metrics["bad_steps"] = at.bad_steps
-            if test_data is not None and writer:
-                metrics.update(elbo_terms(model, guide, test_data, max(batch_size, 1000)))
-            if evaluate is not None and writer:
-                metrics.update(evaluate())
-            history.append(metrics)
-            if writer:
-                logger.info(
-                    "epoch %d  %s",
-                    epoch,
-                    "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "epoch"),
-                )
-            at = Progress(epoch=epoch, global_step=at.global_step, bad_steps=at.bad_steps)
-            if run_dir is not None and writer:
-                lines = "".join(json.dumps(row) + "\n" for row in history)
-                atomic_write(run_path(run_dir, METRICS), lambda f: f.write(lines.encode()))
-                if epoch % checkpoint_every == 0 or epoch == epochs:
-                    save(at)
-            for hook in hooks:
-                hook(metrics)
-            stop_if_asked(at)
-    return history
-
-
-class _Slices(Sequence):
-    """Batches sliced from ``data`` on demand, one index tensor each."""
-
-    def __init__(self, data: Sequence[torch.Tensor], indices: Sequence[torch.Tensor]):
-        self.data, self.indices = data, indices
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> Tuple[torch.Tensor, ...]:
-        return tuple(t[self.indices[i]] for t in self.data)
-
-
-def _epoch_batches(
-    at: Progress,
-    data: Sequence[torch.Tensor],
-    batches: Optional[Batches],
-    batch_size: int,
-    generator: torch.Generator,
-    distributed: bool,
-) -> Sequence[Sequence[torch.Tensor]]:
-    """The batches of epoch ``at.epoch + 1``, the same again when it is resumed part-way.
-
-    By default a random order of the examples (kept in ``at.order``) cut into slices;
-    with a policy ``batches``, what it draws from the generator state kept in
-    ``at.batch_state``.
-    """
-    if batches is None:
-        if at.order is None:  # a fresh epoch, not one resumed part-way through
-            at.order = torch.randperm(len(data[0]), generator=generator)
-        # indices live beside the data: no host-to-device copy per step
-        order = at.order.to(data[0].device)
-        if distributed:
-            order = shard(order, dist_rank(), world_size())
-        return _Slices(data, order.split(batch_size))
-    resumed = at.batch_state is not None
-    now = generator.get_state()
-    if resumed:
-        generator.set_state(at.batch_state)
-    else:
-        at.batch_state = now
-    epoch_batches = batches(tuple(data), generator)
-    if resumed:
-        generator.set_state(now)
-    if not len(epoch_batches):
-        raise ValueError(f"batches: the batching policy gave no batches for epoch {at.epoch + 1}")
-    return epoch_batches
-
-
-def _bad_step(
-    at: Progress, problem: str, num_steps: int, max_bad_steps: int, store: Optional[Checkpoints]
-) -> None:
-    """Warn of a skipped step, or stop once more than ``max_bad_steps`` were skipped."""
-    where = f"epoch {at.epoch + 1}, step {at.step} of {num_steps}"
-    if at.bad_steps <= max_bad_steps:
-        logger.warning("%s at %s: step skipped (%d of at most %d)",
-                       problem, where, at.bad_steps, max_bad_steps)
-        return
-    kept = (f"the last checkpoint, {store.latest}, is intact" if store and store.latest.is_file()
-            else "no checkpoint was written")
-    raise FloatingPointError(
-        f"{problem} at {where}, the parameters were left as they were; {kept} "
-        "(try a smaller lr, clip_norm, or max_bad_steps to skip such steps)"
-    )
 
 
 def _ddp_module(model: Callable, guide: Callable) -> nn.Module:

@@ -100,6 +100,21 @@ def training_curves(history: List[Dict[str, float]]) -> plt.Figure:
     return fig
 
 
+def compare_curves(histories: Sequence[List[Dict[str, float]]], names: Sequence[str],
+                   metric: str = "test_loss") -> plt.Figure:
+    """``metric`` per epoch for several runs on one axis, one labelled line each."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for history, name in zip(histories, names):
+        rows = [row for row in history if metric in row]
+        ax.plot([row["epoch"] for row in rows], [row[metric] for row in rows], "o-", label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
 def rate_distortion(points: Sequence[Dict[str, float]], title: str = "") -> plt.Figure:
     """Reconstruction term against KL term, one labelled point per run.
 

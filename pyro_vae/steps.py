@@ -35,14 +35,43 @@ from pyro.infer.util import is_validation_enabled, torch_item, zero_grads
 from . import checks
 
 
-def make_optim(lr: float = 1e-3, clip_norm: Optional[float] = None) -> pyro.optim.PyroOptim:
-    """Pyro's Adam; with ``clip_norm`` each parameter tensor's gradient is first
-    rescaled to Euclidean norm at most ``clip_norm`` (Pyro's ``clip_args``, applied
-    per parameter, not to the norm of all gradients together). ``None`` or 0: no clipping.
+# name -> torch optimiser; Pyro's wrappers of the same name serve the "svi" step.
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+
+
+def _optimizer_args(name: str, lr: float, weight_decay: float) -> Dict[str, float]:
+    checks.one_of("optimizer", name, OPTIMIZERS)
+    args = {"lr": checks.positive_number("lr", lr)}
+    if weight_decay:
+        args["weight_decay"] = checks.positive_number("weight_decay", weight_decay)
+    return args
+
+
+def make_optim(lr: float = 1e-3, clip_norm: Optional[float] = None, optimizer: str = "adam",
+               weight_decay: float = 0.0) -> pyro.optim.PyroOptim:
+    """Pyro's Adam (or AdamW, SGD); with ``clip_norm`` each parameter tensor's gradient
+    is first rescaled to Euclidean norm at most ``clip_norm`` (Pyro's ``clip_args``,
+    applied per parameter, not to the norm of all gradients together). ``None`` or 0:
+    no clipping.
     """
-    lr = checks.positive_number("lr", lr)
+    args = _optimizer_args(optimizer, lr, weight_decay)
     clip = {"clip_norm": checks.positive_number("clip_norm", clip_norm)} if clip_norm else {}
-    return pyro.optim.Adam({"lr": lr}, clip_args=clip)
+    return pyro.optim.PyroOptim(OPTIMIZERS[optimizer], args, clip_args=clip)
+
+
+def torch_optimizer(optimizer: str = "adam", lr: float = 1e-3, weight_decay: float = 0.0
+                    ) -> Callable[[List[torch.Tensor]], torch.optim.Optimizer]:
+    """``params -> torch.optim.<optimizer>``, with fused kernels where the device has them."""
+    args, cls = _optimizer_args(optimizer, lr, weight_decay), OPTIMIZERS[optimizer]
+
+    def make(params) -> torch.optim.Optimizer:
+        params = list(params)
+        try:
+            return cls(params, fused=True, **args)
+        except (RuntimeError, TypeError, ValueError):  # older torch or an unsupported device
+            return cls(params, foreach=True, **args)
+
+    return make
 
 
 class NonFiniteStep(FloatingPointError):
@@ -113,15 +142,6 @@ def owner(model: Callable, guide: Callable) -> Optional[nn.Module]:
     return None
 
 
-def adam(params, lr: float) -> torch.optim.Optimizer:
-    """``torch.optim.Adam`` with fused kernels where supported, else multi-tensor."""
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):  # older torch or an unsupported device
-        return torch.optim.Adam(params, lr=lr, foreach=True)
-
-
 class SVIStep:
     """Pyro's ``SVI.step`` (as :class:`SafeSVI`) with any :class:`pyro.optim.PyroOptim`."""
 
@@ -132,6 +152,17 @@ class SVIStep:
 
     def __call__(self, *batch) -> float:
         return self.svi.step(*batch)
+
+    @property
+    def lr(self) -> float:
+        return float(self.svi.optim.pt_optim_args["lr"])
+
+    def set_lr(self, lr: float) -> None:
+        """The learning rate of every parameter's optimiser, and of those made later."""
+        self.svi.optim.pt_optim_args = {**self.svi.optim.pt_optim_args, "lr": lr}
+        for optimizer in self.svi.optim.optim_objs.values():
+            for group in optimizer.param_groups:
+                group["lr"] = lr
 
     def state_dict(self) -> Dict[str, Any]:
         # A Pyro optimiser reports only the parameters it has stepped since it was
@@ -179,7 +210,8 @@ class FusedStep:
     ):
         self.loss_scale = loss_scale
         self.loss = loss or (lambda *batch: elbo.differentiable_loss(model, guide, *batch))
-        self.make_optimizer = optimizer or (lambda params: adam(params, lr))
+        self.make_optimizer = optimizer or torch_optimizer("adam", lr)
+        self._lr: Optional[float] = None  # set by set_lr, e.g. by a schedule
         self.clip_norm = clip_norm
         self.optimizer: Optional[torch.optim.Optimizer] = None
         self.module = owner(model, guide)
@@ -230,6 +262,19 @@ class FusedStep:
         self.optimizer.step()
         return value / self.loss_scale
 
+    @property
+    def lr(self) -> float:
+        if self.optimizer is not None:
+            return float(self.optimizer.param_groups[0]["lr"])
+        return self._lr
+
+    def set_lr(self, lr: float) -> None:
+        """The learning rate of every parameter group, now or once the optimiser is built."""
+        self._lr = lr
+        if self.optimizer is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+
     def _named(self, capture) -> Dict[str, torch.Tensor]:
         """The trainable parameters by name: the module's, or those the trace captured."""
         if self.module is not None:
@@ -241,6 +286,8 @@ class FusedStep:
         self.names = sorted(named)
         self.params = [named[n] for n in self.names]
         self.optimizer = self.make_optimizer(self.params)
+        if self._lr is not None:
+            self.set_lr(self._lr)
         if self._pending_state is not None:
             self._load(self._pending_state, named)
             self._pending_state = None

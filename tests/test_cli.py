@@ -25,7 +25,7 @@ def test_train_writes_the_run_folder(run_dir):
             "samples.png", "reconstructions.png", "curves.png"} <= names
     assert not [n for n in names if n.endswith(".tmp")]
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["z_dim"] == 4 and config["hidden"] == [32] and config["dataset"] == "mnist-10k"
+    assert config["z_dim"] == 4 and config["hidden"] == [32] and config["data"] == "mnist-10k"
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
     assert {"train_loss", "test_loss", "recon", "kl", "epoch_s", "images_per_s"} <= set(rows[0])

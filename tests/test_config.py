@@ -10,7 +10,7 @@ from pyro_vae.config import TrainConfig, parse_hidden
 
 
 def test_json_round_trip(tmp_path):
-    config = TrainConfig(z_dim=7, hidden=(200, 100), out=str(tmp_path))
+    config = TrainConfig.for_model("vae", z_dim=7, hidden=(200, 100), out=str(tmp_path))
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config.to_dict()))
     assert TrainConfig.load(path) == config

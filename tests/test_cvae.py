@@ -84,9 +84,9 @@ def test_bad_labels_name_the_problem():
 
 
 def test_part_options_reach_a_conditional_model():
-    from pyro_vae import TrainConfig
+    from pyro_vae import M2Config
     from pyro_vae.train import build_model
 
-    config = TrainConfig(model="m2", prior="mog", mixture_components=7, z_dim=3, hidden=(8,))
+    config = M2Config(prior="mog", mixture_components=7, z_dim=3, hidden=(8,))
     m2 = build_model(config, (1, 6, 6), num_classes=4)
     assert m2.prior.num_components == 7 and m2.num_classes == 4 and m2.hidden == (8,)

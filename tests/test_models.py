@@ -13,7 +13,7 @@ import pyro
 import pyro.poutine as poutine
 from pyro.infer import Predictive
 
-from pyro_vae import CVAE, M2, MODELS, VAE, TrainConfig, fit, load_run, train
+from pyro_vae import CVAE, M2, MODELS, VAE, VAEConfig, fit, load_run, train
 from pyro_vae.infer import make_elbo
 from pyro_vae.models import Model, model_class, model_defaults, register_model
 from pyro_vae.steps import FusedStep
@@ -60,10 +60,10 @@ def test_explicit_names_are_unique_and_used():
 
 def test_a_loaded_run_fine_tunes_after_another_run(tmp_path, idx_folder):
     data = idx_folder()
-    common = dict(dataset="mnist-10k", data_dir=str(data), z_dim=2, hidden=(16,), epochs=1,
+    common = dict(data="mnist-10k", data_dir=str(data), z_dim=2, hidden=(16,), epochs=1,
                   batch_size=16, binarize="dynamic")
-    train(TrainConfig(out=str(tmp_path / "a"), **common))
-    train(TrainConfig(out=str(tmp_path / "b"), seed=1, **common))  # no clear_param_store
+    train(VAEConfig(out=str(tmp_path / "a"), **common))
+    train(VAEConfig(out=str(tmp_path / "b"), seed=1, **common))  # no clear_param_store
     vae, _ = load_run(tmp_path / "a")
     vae.train()
     x = torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(3)).bernoulli()

@@ -113,7 +113,10 @@ def test_resume_saving_before_its_first_step_keeps_the_optimiser_state(tmp_path)
 def test_without_resume_old_checkpoints_go(tmp_path):
     _train(tmp_path, epochs=1)
     assert (tmp_path / CHECKPOINT).is_file()
-    _train(tmp_path, crash_at=1)
+    with pytest.raises(ValueError, match="already holds a run; pass resume=True to continue it "
+                                         "or overwrite=True to replace it"):
+        _train(tmp_path, crash_at=1)  # a finished run is never replaced by accident
+    _train(tmp_path, crash_at=1, overwrite=True)
     assert not list(tmp_path.glob("checkpoint*.pt"))
 
 

@@ -11,7 +11,7 @@ import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
 
-from pyro_vae import VAE, TrainConfig, fit, load_run, train
+from pyro_vae import VAE, VAEConfig, fit, load_run, train
 from pyro_vae.cli import main
 from pyro_vae.evaluate import elbo_terms, evaluation_report
 from pyro_vae.guides import GUIDES
@@ -91,7 +91,7 @@ def test_iwae_objective_trains(mnist10k):
 @pytest.mark.parametrize("prior, guide, likelihood", [("vamp", "iaf", "bernoulli"),
                                                       ("flow", "lowrank", "normal")])
 def test_run_folder_round_trip(tmp_path, prior, guide, likelihood):
-    config = TrainConfig(epochs=1, z_dim=4, hidden=(16,), prior=prior, guide=guide,
+    config = VAEConfig(epochs=1, z_dim=4, hidden=(16,), prior=prior, guide=guide,
                          likelihood=likelihood, pseudo_inputs=6, batch_size=1000,
                          binarize="dynamic" if likelihood == "bernoulli" else "none",
                          out=str(tmp_path / "run"), device="cpu")

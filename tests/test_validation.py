@@ -247,8 +247,8 @@ CLI_CASES = {
     "elbo": ({}, ["--elbo", "TraceELBO"],
              f"elbo: expected one of {['auto', *sorted(ELBOS)]}, got 'TraceELBO'"),
     "dataset": ({}, ["--dataset", "cifar"],
-                "dataset: expected one of ['mnist-10k', 'mnist', 'fashion-mnist', 'kmnist'], "
-                "got 'cifar'"),
+                "dataset: expected one of ['mnist-10k', 'mnist', 'fashion-mnist', 'kmnist'] "
+                "or a path to a folder, .npy or .npz file, got 'cifar'"),
     "data dir missing": ({}, ["--data-dir", "/nonexistent/mnist"],
                          "data_dir: /nonexistent/mnist is not a folder"),
     "file missing": (dict(y_test=None), [],
@@ -338,7 +338,7 @@ def test_cli_refuses_a_checkpoint_of_another_configuration(finished_run, capsys)
     code, err = _cli(["train", "--resume", out, "--z-dim", "3", "--lr", "0.01"], capsys)
     assert code == 2
     assert err == (f"pyro-vae: error: checkpoint: {out / CHECKPOINT} was written by another "
-                   "configuration (z_dim is 2 there, 3 here; lr is 0.001 there, 0.01 here); "
+                   "configuration (lr is 0.001 there, 0.01 here; z_dim is 2 there, 3 here); "
                    "resume with its own settings, or start a new run\n")
     assert (out / CHECKPOINT).read_bytes() == before
 

@@ -13,7 +13,7 @@ class attributes, so they read declarations instead of probing:
 ``classifies``         :meth:`classify` gives ``q(y | x)``: ``test_accuracy`` is logged
 ``data_kind``          ``"image"`` (``x: [N, C, H, W]``); text models will say ``"text"``
 ``capturable``         its loss can be captured once as a graph of tensor operations
-``defaults``           settings in which it differs from :class:`~pyro_vae.TrainConfig`
+``config_class``       its config: :class:`~pyro_vae.TrainConfig` plus its own options
 =====================  ==========================================================
 
 Each instance registers its networks in Pyro's global param store under its own
@@ -31,6 +31,7 @@ from torch import nn
 import pyro
 
 from ..checks import finite
+from ..config import TrainConfig
 
 # name -> the live model registered under it
 _LIVE: "weakref.WeakValueDictionary[str, Model]" = weakref.WeakValueDictionary()
@@ -76,7 +77,7 @@ class Model(nn.Module):
     classifies: bool = False
     data_kind: str = "image"
     capturable: bool = True
-    defaults: Dict[str, Any] = {}
+    config_class = TrainConfig
 
     def __init__(self, name: Optional[str] = None):
         super().__init__()

@@ -1,5 +1,6 @@
 """The class-conditional VAE of Sohn et al. (2015): the VAE with an observed label site."""
 
+from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
 import torch
@@ -9,7 +10,19 @@ from torch import nn
 import pyro
 import pyro.distributions as dist
 
-from .vae import VAE
+
+from ..config import option
+from ..priors import PRIORS
+from .vae import VAE, VAEConfig
+
+
+@dataclass
+class CVAEConfig(VAEConfig):
+    """A run of the class-conditional VAE: the VAE's options, a prior p(z | y) by default."""
+
+    model: str = option("cvae", "model name, or package.module:Class to import one")
+    prior: str = option("class", "prior p(z) or p(z | y) (class: one Gaussian per class)",
+                        choices=lambda: PRIORS)
 
 
 class UniformLabels(nn.Module):
@@ -52,6 +65,7 @@ class CVAE(VAE):
     """
 
     uses_labels = True
+    config_class = CVAEConfig
 
     def __init__(self, x_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10,
                  prior: Union[str, nn.Module] = "class", **vae_options):

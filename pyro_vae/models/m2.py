@@ -1,5 +1,6 @@
 """The semi-supervised VAE M2 of Kingma, Rezende, Mohamed & Welling (2014)."""
 
+from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
 import torch
@@ -10,9 +11,29 @@ import pyro.distributions as dist
 
 from ..nets import Encoder
 from ..semisupervised import InterleavedBatches
-from .cvae import CVAE
+
+from ..config import option
+from ..priors import PRIORS
+from .cvae import CVAE, CVAEConfig
 
 ENUM_DISCRETE = ("parallel", "sequential", "none")
+
+
+@dataclass
+class M2Config(CVAEConfig):
+    """A run of M2: the CVAE's options with N(0, I), plus labels kept and the classifier."""
+
+    model: str = option("m2", "model name, or package.module:Class to import one")
+    prior: str = option("normal", "prior p(z)", choices=lambda: PRIORS)
+    labels: int = option(None, "labels kept, balanced over classes and chosen by seed; the "
+                         "rest of the training set is unlabelled; None keeps all", minimum=0)
+    alpha: float = option(200.0, "weight of the classification term alpha log q(y|x)")
+    enum_discrete: str = option("parallel", "label inference for unlabelled images: parallel "
+                                "or sequential enumeration, or none (one sample)",
+                                choices=lambda: ENUM_DISCRETE)
+    features: str = option(None, "run folder of a trained VAE; its posterior means of the "
+                           "images become the data (M1+M2 stacking, use --likelihood normal)",
+                           "data")
 
 
 class M2(CVAE):
@@ -48,6 +69,7 @@ class M2(CVAE):
     """
 
     semi_supervised = True
+    config_class = M2Config
     elbo = "TraceEnum_ELBO"
     classifies = True
     capturable = False  # enumeration of the label runs through TraceEnum_ELBO

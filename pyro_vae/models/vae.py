@@ -1,7 +1,8 @@
 """The variational autoencoder of Kingma & Welling (2013), as a Pyro model and guide."""
 
 import inspect
-from typing import Optional, Sequence, Union
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -9,10 +10,13 @@ from torch import nn
 import pyro
 import pyro.poutine as poutine
 
+
+from ..config import TrainConfig, option
 from ..guides import GUIDES
 from ..likelihoods import LIKELIHOODS
-from ..nets import NETS, make_decoder, make_encoder
+from ..nets import ACTIVATIONS, NETS, make_decoder, make_encoder
 from ..priors import PRIORS
+from ..schedules import SCHEDULES
 from .base import Model, batch_size_of, call, check_output
 
 
@@ -28,6 +32,36 @@ def _part(kind: str, registry: dict, value, *args, **options) -> nn.Module:
         raise ValueError(f"{kind}: expected one of {sorted(registry)}, got {value!r}")
     accepted = inspect.signature(registry[value]).parameters
     return registry[value](*args, **{k: v for k, v in options.items() if k in accepted})
+
+
+@dataclass
+class VAEConfig(TrainConfig):
+    """A run of the Gaussian VAE family (:class:`VAE`, and what builds on it)."""
+
+    z_dim: int = option(50, "latent dimension", minimum=1)
+    net: str = option("mlp", "encoder and decoder: mlp or conv", choices=lambda: NETS)
+    hidden: Tuple[int, ...] = option((400,), "hidden widths, e.g. 400 or 200,200")
+    activation: str = option("relu", "activation", choices=lambda: ACTIVATIONS)
+    prior: str = option("normal", "prior p(z)", choices=lambda: PRIORS)
+    likelihood: str = option("bernoulli", "likelihood p(x|z)",
+                             choices=lambda: LIKELIHOODS)
+    guide: str = option("diagonal", "variational family q(z|x)",
+                        choices=lambda: GUIDES)
+    beta: float = option(1.0, "weight of the KL term (beta-VAE)", positive=True)
+    warmup: str = option("none", "KL warm-up schedule: none, linear or cyclical",
+                         choices=lambda: SCHEDULES)
+    warmup_epochs: float = option(10.0, "epochs of the linear warm-up ramp, or the period "
+                                  "of a cyclical one (ramp over its first half)", positive=True)
+    mixture_components: int = option(10, "mixture components of the 'mog' prior", minimum=1)
+    pseudo_inputs: int = option(500, "learnt pseudo-inputs of the 'vamp' prior", minimum=1)
+    flow_layers: int = option(2, "autoregressive flow layers of the 'iaf' guide and the "
+                              "'flow' prior", minimum=1)
+    guide_rank: int = option(2, "rank of the covariance factor of the 'lowrank' guide",
+                             minimum=1)
+    normal_scale: float = option(0.1, "pixel standard deviation of the 'normal-fixed' "
+                                 "likelihood", positive=True)
+    likelihood_components: int = option(5, "logistic components per pixel of the "
+                                        "'dlogistic' likelihood", minimum=1)
 
 
 class VAE(Model):
@@ -72,6 +106,7 @@ class VAE(Model):
     :param flow_layers: flow layers of the ``"iaf"`` guide and the ``"flow"`` prior.
     :param guide_rank: rank of the ``"lowrank"`` guide's covariance factor.
     :param normal_scale: sigma of the ``"normal-fixed"`` likelihood.
+    :param likelihood_components: logistic components of the ``"dlogistic"`` likelihood.
     :param name: this instance's scope in Pyro's param store (default: unique).
 
     Parts given by name are built with the options above that they take; parts given
@@ -81,6 +116,7 @@ class VAE(Model):
 
     cond_dim = 0  # width of the one-hot label both networks read (CVAE, M2)
     num_classes = 0
+    config_class = VAEConfig
 
     def __init__(
         self,
@@ -100,6 +136,7 @@ class VAE(Model):
         flow_layers: int = 2,
         guide_rank: int = 2,
         normal_scale: float = 0.1,
+        likelihood_components: int = 5,
         name: Optional[str] = None,
     ):
         x_shape = tuple(int(s) for s in x_shape)
@@ -124,7 +161,8 @@ class VAE(Model):
         if getattr(self.prior, "conditional", False) and not self.uses_labels:
             raise ValueError(f"prior: {type(self.prior).__name__} is conditioned on a label; "
                              "use it with a model of labelled data (cvae, m2)")
-        self.likelihood = _part("likelihood", LIKELIHOODS, likelihood, scale=normal_scale)
+        self.likelihood = _part("likelihood", LIKELIHOODS, likelihood, scale=normal_scale,
+                                num_components=likelihood_components)
         self.posterior = _part(
             "guide", GUIDES, guide, self.z_dim, num_layers=flow_layers, rank=guide_rank
         )

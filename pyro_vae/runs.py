@@ -1,0 +1,143 @@
+"""A run folder: the one place that creates, describes and reads one.
+
+A run folder holds ``config.json`` (the run's settings, and under ``"run"`` the world
+size, library versions, command line and start time), ``metrics.jsonl``, checkpoints
+(``checkpoint.pt``, older ``checkpoint-e*-s*.pt``, ``best.pt`` when early stopping
+kept one) and figures. :func:`prepare` applies the same rule to :func:`pyro_vae.fit`
+and ``pyro-vae train``: a folder that already holds a run is continued with
+``resume``, replaced with ``overwrite``, and otherwise refused. :class:`Run` reads a
+finished run back for every subcommand.
+"""
+
+import datetime
+import json
+import platform
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+from torch import nn
+
+import pyro
+
+from .checkpoint import (
+    CHECKPOINT, Checkpoints, check_writable, load_checkpoint, remove_stale_temps, run_path,
+    write_json,
+)
+
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+BEST = "best.pt"
+FIGURES = ("samples.png", "reconstructions.png", "curves.png", "class_samples.png")
+
+
+def holds_run(folder: Path) -> bool:
+    return (folder / CONFIG).exists() or (folder / CHECKPOINT).exists()
+
+
+def prepare(folder, resume: bool = False, overwrite: bool = False, name: str = "run_dir") -> Path:
+    """Make ``folder`` ready for a run: writable, and holding no other run unless asked.
+
+    A folder that already holds a run (``config.json`` or a checkpoint) is continued
+    with ``resume`` or emptied of that run's files with ``overwrite``; with neither it
+    is refused, so a finished run is never overwritten by accident.
+    """
+    folder = Path(folder)
+    flag = "--" if name == "out" else ""
+    if resume and overwrite:
+        raise ValueError(f"overwrite: cannot be combined with resume (resume continues the "
+                         f"run in {name}, overwrite replaces it)")
+    check_writable(folder, name)
+    if holds_run(folder) and not (resume or overwrite):
+        raise ValueError(
+            f"{name}: {folder} already holds a run; pass {flag}resume{'=True' * (not flag)} to "
+            f"continue it or {flag}overwrite{'=True' * (not flag)} to replace it"
+        )
+    if overwrite:
+        Checkpoints(folder).clear()
+        for file in (CONFIG, METRICS, BEST, *FIGURES):
+            run_path(folder, file).unlink(missing_ok=True)
+    remove_stale_temps(folder)
+    return folder
+
+
+def run_info(world_size: int = 1) -> Dict[str, Any]:
+    """What reproduces the environment of a run: processes, versions, command line."""
+    return {
+        "world_size": world_size,
+        "versions": {"pyro_vae": _version(), "pyro": pyro.__version__,
+                     "torch": torch.__version__, "python": platform.python_version()},
+        "command": list(sys.argv),
+        "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def write_config(folder, config: Dict[str, Any], world_size: int = 1) -> None:
+    """``config.json``: ``config`` and, under ``"run"``, :func:`run_info`."""
+    write_json(run_path(folder, CONFIG), {**config, "run": run_info(world_size)})
+
+
+def read_config(folder) -> Dict[str, Any]:
+    """A run's settings from its ``config.json``, without the ``"run"`` description."""
+    path = Path(folder) / CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"run: {folder} holds no run (no {CONFIG})")
+    try:
+        values = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"config: {path} is not valid JSON ({err})") from None
+    values.pop("run", None)
+    return values
+
+
+def read_metrics(folder) -> list:
+    """The per-epoch rows of a run's ``metrics.jsonl`` (empty before its first epoch)."""
+    path = Path(folder) / METRICS
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@dataclass
+class Run:
+    """A trained run read back: its model, config, the checkpoint used, and its folder."""
+
+    folder: Path
+    model: nn.Module
+    config: Any  # a TrainConfig (or the config class of the run's model)
+    checkpoint: Path  # best.pt when one was kept, else checkpoint.pt
+    epoch: int
+
+    @classmethod
+    def load(cls, folder, device: Optional[str] = "cpu", best: bool = True) -> "Run":
+        """The run in ``folder`` with its best checkpoint (when early stopping kept one
+        and ``best``), else its newest; the model in eval mode on ``device``."""
+        from .config import TrainConfig
+        from .infer import resolve_device
+        from .train import build_model
+        from .training.state import load_model_params
+
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"run_dir: {folder} is not a folder")
+        path = folder / BEST if best and (folder / BEST).is_file() else folder / CHECKPOINT
+        state = load_checkpoint(path)
+        saved = dict(state["config"])
+        x_shape, num_classes = saved["x_shape"], saved["num_classes"]
+        config = TrainConfig.from_dict(saved)
+        model = build_model(config, x_shape, num_classes)
+        load_model_params(model, state["params"], path)
+        model = model.to(resolve_device(device)).eval()
+        return cls(folder, model, config, path, int(state.get("epoch", 0)))
+
+    def describe(self) -> str:
+        kind = "best" if self.checkpoint.name == BEST else "last"
+        return f"{self.folder}: {kind} checkpoint, epoch {self.epoch} ({self.checkpoint.name})"
