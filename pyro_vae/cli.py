@@ -44,11 +44,17 @@ class Parser(argparse.ArgumentParser):
             flag, _, problem = message[len("argument "):].partition(": ")
             flag = flag.split("/")[0]
             name = flag.lstrip("-").replace("-", "_") if flag.startswith("-") else flag
+            if problem.startswith("invalid choice: "):
+                wrong = problem.split("'")[1]
+                close = difflib.get_close_matches(wrong, self._choices(), n=1)
+                problem = f"invalid choice: {wrong!r}" + (
+                    f" (did you mean {close[0]!r}?)" if close else
+                    f" (choose from {', '.join(self._choices())})")
             raise UsageError(f"{name}: {problem}")
         unknown = message.partition("unrecognized arguments: ")[2].split()
         if unknown:
             flag = unknown[0].split("=")[0]
-            known = [s for a in self._actions for s in a.option_strings]
+            known = [s for p in self._parsers() for a in p._actions for s in a.option_strings]
             close = difflib.get_close_matches(flag, known, n=1)
             message = f"{flag}: no such option" + (f" (did you mean {close[0]}?)" if close else "")
             owner = _option_of_other_models(flag)
@@ -56,6 +62,15 @@ class Parser(argparse.ArgumentParser):
                 message = f"{flag[2:].replace('-', '_')}: no such option here; {flag} is an " \
                           f"option of --model {' or '.join(owner)}"
         raise UsageError(message)
+
+    def _parsers(self) -> List[argparse.ArgumentParser]:
+        """This parser and its subcommands' parsers."""
+        subs = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
+        return [self, *(p for a in subs for p in a.choices.values())]
+
+    def _choices(self) -> List[str]:
+        subs = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
+        return [name for a in subs for name in a.choices]
 
 
 def _option_of_other_models(flag: str) -> List[str]:
@@ -341,7 +356,7 @@ def _model_named(argv: List[str]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
     # M2's labelled batches have no site to enumerate, which TraceEnum_ELBO reports.
     warnings.filterwarnings("ignore", message="TraceEnum_ELBO found no sample sites")
     try:

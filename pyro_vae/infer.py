@@ -207,7 +207,13 @@ def fit(
     if seed is not None:
         pyro.set_rng_seed(seed)
     show = sys.stderr.isatty() if progress is None else progress
+    extra = {} if module is None else module.extra_steps(torch_optimizer(optimizer, lr,
+                                                                         weight_decay))
+    if extra and distributed:
+        raise ValueError(f"distributed: a model with extra steps ({', '.join(extra)}) "
+                         "trains in one process")
     trainer = Trainer(model, guide, stepper, batch_size=batch_size, batching=batches,
+                      extra_steps=extra,
                       transform=transform, seed=seed, max_bad_steps=args["max_bad_steps"],
                       distributed=distributed, config=config, callbacks=[
                           *_metric_callbacks(test_data, val_data, batch_size, evaluate,

@@ -278,7 +278,7 @@ class FusedStep:
     def _named(self, capture) -> Dict[str, torch.Tensor]:
         """The trainable parameters by name: the module's, or those the trace captured."""
         if self.module is not None:
-            return {n: p for n, p in self.module.named_parameters() if p.requires_grad}
+            return {n: p for n, p in self.module.svi_parameters() if p.requires_grad}
         return {name: site["value"].unconstrained() for name, site in capture.trace.nodes.items()
                 if site["type"] == "param"}
 
@@ -332,6 +332,50 @@ def _expect(state: Dict[str, Any], kind: str) -> None:
             f"checkpoint: optimiser state is for the {state.get('step')!r} step, "
             f"this run uses {kind!r}"
         )
+
+
+class OptimizerStep:
+    """A plain optimisation step outside SVI: ``loss = loss_fn(*batch)``; backward; update.
+
+    For a model's second objective with its own optimiser, such as a discriminator's
+    (:meth:`~pyro_vae.models.base.Model.extra_steps`). Skips the update and raises
+    :class:`NonFiniteStep` when the loss or a gradient is NaN or inf, as the SVI steps do.
+
+    :param params: the parameters it updates (none of the SVI step's).
+    :param loss_fn: ``loss_fn(*batch) -> scalar tensor`` to minimise.
+    :param optimizer: ``optimizer(params) -> torch.optim.Optimizer``.
+    """
+
+    def __init__(self, params, loss_fn: Callable[..., torch.Tensor],
+                 optimizer: Callable[[List[torch.Tensor]], torch.optim.Optimizer]):
+        self.params = [p for p in params if p.requires_grad]
+        self.loss_fn, self.optimizer = loss_fn, optimizer(self.params)
+
+    def __call__(self, *batch) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss_fn(*batch)
+        loss.backward()
+        value = loss.item()
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if not math.isfinite(value) or (grads and not torch.isfinite(sum(g.sum() for g in grads))):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteStep(f"loss or gradients of a second step are not finite ({value:.6g})")
+        self.optimizer.step()
+        return value
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def state_dict(self) -> Dict[str, Any]:
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state)
 
 
 class ELBOLoss(nn.Module):

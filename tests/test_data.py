@@ -3,12 +3,14 @@
 import gzip
 import hashlib
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from pyro_vae import data as D
+from pyro_vae.data import idx, named, splits
 
 
 def write_idx(path, array, gz):
@@ -37,6 +39,12 @@ def test_embedded_mnist10k(mnist10k):
     assert torch.bincount(mnist10k.y_train).tolist() == [784, 882, 805, 828, 789, 679, 811, 882, 755, 785]
     assert torch.bincount(mnist10k.y_test).tolist() == [217, 245, 186, 204, 191, 184, 203, 188, 189, 193]
 
+
+def test_the_package_exports_its_public_names():
+    assert [name for name in D.__all__ if not hasattr(D, name)] == []
+    assert {"ImageData", "load_dataset", "split_validation", "binarize", "batch_indices", "DATASETS",
+            "IDX_FILES", "write_idx", "check_labels", "select_labels"} <= set(D.__all__)
+    assert D.embedded_folder().is_dir()  # resources/ is found from the subpackage
 
 def test_embedded_files_match_their_checksums():
     folder = D.embedded_folder()
@@ -72,8 +80,8 @@ def test_failed_download_explains_what_to_do(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise RuntimeError("network unreachable")
 
-    monkeypatch.setattr(D, "_download", offline)
-    monkeypatch.setattr(D, "CACHE_DIR", tmp_path)
+    monkeypatch.setattr(named, "_download", offline)
+    monkeypatch.setattr(named, "CACHE_DIR", tmp_path)
     with pytest.raises(FileNotFoundError, match="download failed: network unreachable.*--data-dir"):
         D.load_dataset("kmnist")
 
@@ -91,10 +99,10 @@ def test_unknown_dataset_lists_the_valid_ones():
         D.load_dataset("cifar")
 
 
-@pytest.mark.skipif(not D._find(D.Path("/usr/share/datasets/fashion-mnist"), D.IDX_FILES["x_train"]),
+@pytest.mark.skipif(not idx._find(Path("/usr/share/datasets/fashion-mnist"), D.IDX_FILES["x_train"]),
                     reason="Debian's dataset-fashion-mnist is not installed")
 def test_debian_fashion_mnist_is_found_without_data_dir(monkeypatch, tmp_path):
-    monkeypatch.setattr(D, "CACHE_DIR", tmp_path)
+    monkeypatch.setattr(named, "CACHE_DIR", tmp_path)
     data = D.load_dataset("fashion-mnist", download=False)
     assert data.x_train.shape == (60000, 1, 28, 28) and data.x_test.shape == (10000, 1, 28, 28)
 
@@ -127,7 +135,7 @@ def grey(value, size=(6, 5)):
 def in_file_order(data, seed=0):
     """Train and test images of an unlabelled source put back in the order they were read."""
     n = len(data.x_train) + len(data.x_test)
-    keep, held = D._split_indices(torch.full((n,), -1), data.test_fraction, seed, "", "")
+    keep, held = splits._split_indices(torch.full((n,), -1), data.test_fraction, seed, "", "")
     x = torch.empty(n, *data.x_shape)
     x[keep], x[held] = data.x_train, data.x_test
     return x

@@ -23,7 +23,7 @@ one process; checkpoints hold ``state_dict()`` and do not depend on that name.
 
 import itertools
 import weakref
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -106,6 +106,16 @@ class Model(nn.Module):
     def batching(self, batch_size: int) -> Optional[Callable]:
         """The batching policy ``fit`` uses by default; ``None``: shuffled slices."""
         return None
+
+    def svi_parameters(self) -> Iterator[Tuple[str, nn.Parameter]]:
+        """The parameters the SVI step optimises: all, less those of :meth:`extra_steps`."""
+        return self.named_parameters()
+
+    def extra_steps(self, optimizer: Callable) -> Dict[str, Any]:
+        """Steps taken after each SVI step, each with its own optimiser built by
+        ``optimizer(params)`` (e.g. a discriminator's; see
+        :class:`~pyro_vae.steps.OptimizerStep`): name -> step. None by default."""
+        return {}
 
     def check_elbo(self, elbo) -> None:
         """Refuse an ELBO this model cannot be trained with (one line, before any step)."""

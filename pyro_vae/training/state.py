@@ -66,6 +66,8 @@ class Progress:
     loss: float = 0.0  # summed loss of this epoch's finite steps so far
     seen: int = 0  # examples in those steps
     bad_steps: int = 0  # steps skipped for a NaN or inf, whole run
+    # summed losses (times batch size) of a model's extra steps this epoch, by name
+    extra_loss: Dict[str, float] = field(default_factory=dict)
 
     def count(self, loss: float, size: int) -> None:
         """One more step, of ``size`` examples and finite ``loss``."""
@@ -88,6 +90,7 @@ class Progress:
 
 
 PROGRESS_FIELDS = tuple(f.name for f in fields(Progress))
+_OPTIONAL = {"extra_loss": dict}  # progress fields a checkpoint may lack
 
 
 @dataclass
@@ -103,6 +106,7 @@ class TrainState:
     guide: Callable
     step: Any  # a step of :mod:`pyro_vae.steps`: __call__(*batch), state_dict(), set_lr()
     generator: torch.Generator
+    extra_steps: Dict[str, Any] = field(default_factory=dict)  # the model's own, by name
     module: Optional[nn.Module] = None  # the Model whose methods model and guide are
     epochs: int = 0
     batch_size: int = 0
@@ -139,6 +143,7 @@ class TrainState:
             "world_size": self.world_size,
             "params": self.params(),
             "optim": self.step.state_dict(),
+            "extra_optim": {k: s.state_dict() for k, s in self.extra_steps.items()},
             "rng": rng_state(self.generator),
             # A JSON round trip turns numpy scalars from callbacks into floats: the
             # safe loader refuses anything but plain types.
@@ -149,7 +154,8 @@ class TrainState:
 
     def restore(self, saved: Dict[str, Any], source, probe: Sequence[torch.Tensor]) -> None:
         """Parameters, optimiser, random states, progress and history from ``saved``."""
-        needed = ("params", "optim", "rng", "history", "batch_size", *PROGRESS_FIELDS)
+        needed = ("params", "optim", "rng", "history", "batch_size",
+                  *(k for k in PROGRESS_FIELDS if k not in _OPTIONAL))
         missing = [k for k in needed if k not in saved]
         if saved.get("format") != CHECKPOINT_FORMAT or missing:
             raise ValueError(
@@ -163,8 +169,11 @@ class TrainState:
             _create_params(self.model, self.guide, probe)
             _load_store(saved["params"], source)
         self.step.load_state_dict(saved["optim"])
+        for name, step in self.extra_steps.items():
+            step.load_state_dict(saved["extra_optim"][name])
         set_rng_state(saved["rng"], self.generator)
-        self.progress = Progress(**{k: saved[k] for k in PROGRESS_FIELDS})
+        self.progress = Progress(**{k: saved[k] if k in saved else _OPTIONAL[k]()
+                                    for k in PROGRESS_FIELDS})
         self.history = list(saved["history"])
         self.extra = dict(saved.get("callbacks", {}))
 

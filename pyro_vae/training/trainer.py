@@ -40,18 +40,22 @@ class Trainer:
         ``rank_zero``.
     :param batching: ``batching(data, generator)`` -> the epoch's batches.
     :param transform: ``transform(x_batch, generator)`` on the first tensor of each batch.
+    :param extra_steps: steps with their own optimisers taken after each SVI step
+        (:meth:`~pyro_vae.models.base.Model.extra_steps`); ``<name>_loss`` is logged.
     :param distributed: shard each epoch's order over the ``torch.distributed`` ranks.
     """
 
     def __init__(self, model: Callable, guide: Callable, step, *, batch_size: int = 128,
                  callbacks: Sequence[Callback] = (), batching: Optional[Batches] = None,
                  transform: Optional[Callable] = None, seed: Optional[int] = 0,
+                 extra_steps: Optional[Dict[str, Any]] = None,
                  max_bad_steps: int = 0, distributed: bool = False,
                  config: Optional[Dict[str, Any]] = None):
         generator = torch.Generator().manual_seed(0 if seed is None else seed)
         self.state = TrainState(model, guide, step, generator, module=owner(model, guide),
                                 batch_size=batch_size, world_size=world_size(),
-                                rank=dist_rank(), config=dict(config or {}))
+                                rank=dist_rank(), config=dict(config or {}),
+                                extra_steps=dict(extra_steps or {}))
         self.callbacks = [c for c in callbacks if self.state.writer or not c.rank_zero]
         self.batching, self.transform = batching, transform
         self.max_bad_steps, self.distributed = max_bad_steps, distributed
@@ -101,6 +105,14 @@ class Trainer:
             self.bad_step(str(err))
             return math.nan
         at.count(loss, len(batch[0]))
+        for name, extra in self.state.extra_steps.items():
+            try:
+                value = extra(*batch)
+            except NonFiniteStep as err:
+                at.bad_steps += 1
+                self.bad_step(f"{name}: {err}")
+                continue
+            at.extra_loss[name] = at.extra_loss.get(name, 0.0) + value * len(batch[0])
         return loss
 
     def end_epoch(self, epoch: int) -> Dict[str, Any]:
@@ -119,6 +131,8 @@ class Trainer:
             "epoch_s": epoch_s,
             "images_per_s": seen_now / epoch_s,
         }
+        for name, total in at.extra_loss.items():
+            metrics[f"{name}_loss"] = total / seen if seen else math.nan
         if self.max_bad_steps:
             metrics["bad_steps"] = at.bad_steps
         self.state.history.append(metrics)  # callbacks add their figures to this row
