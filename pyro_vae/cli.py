@@ -356,7 +356,20 @@ def _model_named(argv: List[str]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
+    # The library's log lines on stderr while this command runs, and only then.
+    handler, root = logging.StreamHandler(sys.stderr), logging.getLogger()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        return _main(argv)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def _main(argv: List[str]) -> int:
     # M2's labelled batches have no site to enumerate, which TraceEnum_ELBO reports.
     warnings.filterwarnings("ignore", message="TraceEnum_ELBO found no sample sites")
     try:
