@@ -40,6 +40,25 @@ def test_beta_vae(tmp_path, monkeypatch):
     assert names == {"tradeoff.png", "traversal_beta0.5.png", "traversal_beta4.png"}
 
 
+def test_custom_model_through_fit_train_and_the_shell(tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    from pyro_vae.cli import main
+
+    run_example("custom_model.py", ["--epochs", "1", "--train-size", "256",
+                                              "--out", str(tmp_path / "run")], monkeypatch)
+    assert "test -ELBO" in capsys.readouterr().out
+    assert (tmp_path / "run" / "samples.png").is_file()
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((40, 1, 6, 5), np.float32))
+    assert main(["train", "--model", "custom_model:StudentTVAE", "--data", str(tmp_path / "x.npy"),
+                 "--epochs", "1", "--z-dim", "2", "--df", "5", "--out", str(tmp_path / "cli"),
+                 "--quiet"]) == 0
+    assert main(["sample", str(tmp_path / "cli"), "--num", "4",
+                 "--out", str(tmp_path / "s.npy")]) == 0
+    assert np.load(tmp_path / "s.npy").shape == (4, 1, 6, 5)
+
+
 @pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("*.py")))
 def test_every_example_is_run_by_a_test(script):
     mentioned = any(f'"{script}"' in t.read_text() for t in TESTS.glob("test_*.py"))

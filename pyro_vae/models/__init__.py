@@ -27,8 +27,9 @@ def register_model(name: str, cls: Type[Model]) -> Type[Model]:
         raise ValueError(f"name: expected a non-empty string, got {name!r}")
     if not (inspect.isclass(cls) and issubclass(cls, Model)):
         raise TypeError(f"cls: expected a subclass of pyro_vae.models.Model, got {cls!r}")
-    if MODELS.get(name, cls) is not cls:
-        raise ValueError(f"name: {name!r} already names {MODELS[name].__name__}")
+    known = MODELS.get(name, cls)
+    if known.__qualname__ != cls.__qualname__:  # the same class re-imported replaces itself
+        raise ValueError(f"name: {name!r} already names {known.__name__}")
     MODELS[name] = cls
     return cls
 
