@@ -218,7 +218,8 @@ def fit(
                       distributed=distributed, config=config, callbacks=[
                           *_metric_callbacks(test_data, val_data, batch_size, evaluate,
                                              step_hooks, lr_schedule, lr),
-                          *callbacks, *_run_callbacks(run_dir, args, resume, show, tensorboard),
+                          *callbacks, *_run_callbacks(run_dir, args, resume, show, tensorboard,
+                                                      val_data is not None),
                           cb.EpochHooks(hooks)])
     return trainer.fit(data, args["epochs"])
 
@@ -283,11 +284,11 @@ def _metric_callbacks(test_data, val_data, batch_size: int, evaluate, step_hooks
 
 
 def _run_callbacks(run_dir, args: Dict[str, int], resume: bool, progress: bool,
-                   tensorboard: bool) -> List[cb.Callback]:
+                   tensorboard: bool, validated: bool) -> List[cb.Callback]:
     """Callbacks that report, keep the best model, and write the run folder (last)."""
     out: List[cb.Callback] = []
-    if args["early_stopping"] or run_dir is not None:
-        out.append(_EarlyStoppingIfValidated(patience=args["early_stopping"], run_dir=run_dir))
+    if validated:
+        out.append(cb.EarlyStopping("val_loss", args["early_stopping"], run_dir=run_dir))
     if progress:
         out += [cb.ProgressBar(), _EpochLine()]
     out.append(cb.EpochLog())
@@ -298,16 +299,6 @@ def _run_callbacks(run_dir, args: Dict[str, int], resume: bool, progress: bool,
     return out + [cb.MetricsFile(run_dir), cb.Checkpointing(
         run_dir, every=args["checkpoint_every"], steps=args["checkpoint_steps"],
         keep=args["keep_checkpoints"], resume=resume)]
-
-
-class _EarlyStoppingIfValidated(cb.EarlyStopping):
-    """Early stopping and the best checkpoint, on epochs that have a ``val_loss``."""
-
-    def on_epoch_end(self, state, metrics):
-        if "val_loss" in metrics:
-            super().on_epoch_end(state, metrics)
-        elif self.patience:
-            raise ValueError("early_stopping: needs val_data (a validation split) to watch")
 
 
 class _EpochLine(cb.Callback):
