@@ -5,6 +5,7 @@ what was expected and what came: ``TypeError`` for a value of the wrong kind,
 ``ValueError`` for a value of the right kind that cannot work.
 """
 
+import difflib
 import math
 import numbers
 from typing import Collection
@@ -38,10 +39,13 @@ def positive_number(name: str, value) -> float:
 
 def one_of(name: str, value, valid: Collection) -> None:
     """Raise unless ``value`` is one of ``valid``; the message lists the valid names,
-    in their order for a list or tuple, sorted for a registry (dict) or set."""
+    in their order for a list or tuple, sorted for a registry (dict) or set, and the
+    closest one when ``value`` looks like a typo of it."""
     if value not in valid:
         names = list(valid) if isinstance(valid, (list, tuple)) else sorted(valid)
-        raise ValueError(f"{name}: expected one of {names}, got {value!r}")
+        close = difflib.get_close_matches(str(value), [str(n) for n in names], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"{name}: expected one of {names}, got {value!r}{hint}")
 
 
 def finite(name: str, x: torch.Tensor) -> None:

@@ -101,18 +101,15 @@ def prepare_data(config: TrainConfig) -> ImageData:
     return data
 
 
-def check_resumable(out: Path, config: TrainConfig, x_shape) -> None:
-    """Refuse to resume ``out`` with a config that differs beyond :data:`RESUMABLE_FIELDS`."""
+def check_resumable(out: Path, config: TrainConfig, x_shape) -> int:
+    """Refuse to resume ``out`` with a config that differs beyond :data:`RESUMABLE_FIELDS`;
+    the epochs it has trained."""
     path = out / CHECKPOINT
     if not path.is_file():
-        return
+        return 0
     state = load_checkpoint(path)
     saved = dict(state.get("config", {}))
     saved_shape = saved.pop("x_shape", None)
-    if state.get("epoch", 0) >= config.epochs:
-        logger.warning("%s has trained %d epochs already; --epochs %d asks for no more, so "
-                       "nothing is trained (pass --epochs above %d to continue)",
-                       out, state["epoch"], config.epochs, state["epoch"])
     try:
         before = TrainConfig.from_dict(saved).to_dict()
     except (TypeError, ValueError) as err:
@@ -127,6 +124,7 @@ def check_resumable(out: Path, config: TrainConfig, x_shape) -> None:
             f"checkpoint: {path} was written by another configuration ({'; '.join(changed)}); "
             "resume with its own settings, or start a new run"
         )
+    return int(state.get("epoch", 0))
 
 
 def set_threads(config: TrainConfig, processes: int) -> None:
@@ -156,10 +154,13 @@ def train(
     pyro.set_rng_seed(config.seed)
     model = build_model(config, data.x_shape, data.num_classes)
     train_set, val_set, test_set = _splits(model, data, config)
-    if resume:
-        check_resumable(out, config, data.x_shape)
+    done = check_resumable(out, config, data.x_shape) if resume else 0
     if rank() == 0:  # the same rules as fit's, worded for the command line
         runs.prepare(out, resume, overwrite, name="out")
+    if done and done >= config.epochs:
+        logger.warning("%s has trained %d epochs already; --epochs %d asks for no more, so "
+                       "nothing is trained (pass --epochs above %d to continue)",
+                       out, done, config.epochs, done)
     model.to(device)
     history = fit(
         model.model, model.guide, train_set, test_data=test_set, val_data=val_set,

@@ -14,6 +14,20 @@ def fresh_pyro():
     pyro.clear_param_store()
 
 
+@pytest.fixture(autouse=True)
+def registries():
+    """Parts and models a test registers are gone after it."""
+    from pyro_vae.likelihoods import LIKELIHOODS
+    from pyro_vae.models import MODELS
+    from pyro_vae.priors import PRIORS
+
+    saved = [(r, dict(r)) for r in (LIKELIHOODS, MODELS, PRIORS)]
+    yield
+    for registry, items in saved:
+        registry.clear()
+        registry.update(items)
+
+
 @pytest.fixture(scope="session")
 def mnist10k():
     from pyro_vae.data import load_dataset

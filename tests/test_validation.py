@@ -72,7 +72,8 @@ FIT_CASES = {
     "clip_norm": (dict(clip_norm=-1.0), ValueError,
                   "clip_norm: expected a positive number, got -1.0"),
     "elbo": (dict(elbo="TraceELBO"), ValueError,
-             f"elbo: expected one of {sorted(ELBOS)}, got 'TraceELBO'"),
+             f"elbo: expected one of {sorted(ELBOS)}, got 'TraceELBO' "
+             "(did you mean 'Trace_ELBO'?)"),
     "checkpoint_steps": (dict(checkpoint_steps=-5), ValueError,
                          "checkpoint_steps: expected a non-negative integer, got -5"),
     "keep_checkpoints": (dict(keep_checkpoints=0), ValueError,
@@ -123,7 +124,7 @@ def test_model_refuses(kwargs, message):
 
 
 def test_unknown_elbo_and_dataset():
-    with pytest.raises(ValueError, match=r"^elbo: expected one of \[.*'Trace_ELBO'\], got 'ELBO'$"):
+    with pytest.raises(ValueError, match=r"^elbo: expected one of \[.*'Trace_ELBO'\], got 'ELBO' \(did you mean '\w+'\?\)$"):
         make_elbo("ELBO")
     with pytest.raises(ValueError, match=r"^dataset: expected one of \['mnist-10k', 'mnist', "
                                          r"'fashion-mnist', 'kmnist'\] or a path to a folder, .npy or .npz file, got 'cifar'$"):
@@ -239,13 +240,17 @@ CLI_CASES = {
     "lr negative": ({}, ["--lr", -0.1], "lr: expected a positive number, got -0.1"),
     "clip-norm negative": ({}, ["--clip-norm", -1],
                            "clip_norm: expected a positive number, got -1.0"),
-    "model": ({}, ["--model", "vea"], f"model: expected one of {sorted(MODELS)}, got 'vea'"),
-    "guide": ({}, ["--guide", "iaff"], f"guide: expected one of {sorted(GUIDES)}, got 'iaff'"),
-    "prior": ({}, ["--prior", "vampp"], f"prior: expected one of {sorted(PRIORS)}, got 'vampp'"),
+    "model": ({}, ["--model", "vea"], f"model: expected one of {sorted(MODELS)}, got 'vea' "
+                                      "(did you mean 'vae'?)"),
+    "guide": ({}, ["--guide", "iaff"], f"guide: expected one of {sorted(GUIDES)}, got 'iaff' "
+                                       "(did you mean 'iaf'?)"),
+    "prior": ({}, ["--prior", "vampp"], f"prior: expected one of {sorted(PRIORS)}, got 'vampp' "
+                                        "(did you mean 'vamp'?)"),
     "likelihood": ({}, ["--likelihood", "gauss"],
                    f"likelihood: expected one of {sorted(LIKELIHOODS)}, got 'gauss'"),
     "elbo": ({}, ["--elbo", "TraceELBO"],
-             f"elbo: expected one of {['auto', *sorted(ELBOS)]}, got 'TraceELBO'"),
+             f"elbo: expected one of {['auto', *sorted(ELBOS)]}, got 'TraceELBO' "
+             "(did you mean 'Trace_ELBO'?)"),
     "dataset": ({}, ["--dataset", "cifar"],
                 "dataset: expected one of ['mnist-10k', 'mnist', 'fashion-mnist', 'kmnist'] "
                 "or a path to a folder, .npy or .npz file, got 'cifar'"),
