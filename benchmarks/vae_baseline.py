@@ -34,10 +34,11 @@ def main(argv=None):
         losses = []
         for seed in map(int, args.seeds.split(",")):
             with tempfile.TemporaryDirectory() as out:
-                config = TrainConfig(dataset=args.dataset, epochs=args.epochs, batch_size=128,
-                                     z_dim=50, hidden=(400,), activation="relu", elbo=elbo,
-                                     seed=seed, out=out, device="cpu")
-                _, history = train(config)
+                config = TrainConfig.for_model(
+                    "vae", data=args.dataset, epochs=args.epochs, batch_size=128, z_dim=50,
+                    hidden=(400,), activation="relu", elbo=elbo, seed=seed, out=out,
+                    device="cpu")
+                _, history = train(config, overwrite=True)
             last = history[-1]
             num_images = last["images_per_s"] * last["epoch_s"]
             # the first epoch carries one-off start-up costs: report the median of the rest
