@@ -185,12 +185,7 @@ def fit(
         raise ValueError("early_stopping: needs val_data, a validation split to watch "
                          "(never the test set)")
     module = owner(model, guide)
-    if module is not None:  # what the model declares, unless told otherwise
-        elbo = module.elbo if elbo is None else elbo
-        batches = module.batching(batch_size) if batches is None and len(data) > 1 else batches
-    loss = make_elbo("Trace_ELBO" if elbo is None else elbo)
-    if module is not None:
-        module.check_elbo(loss)
+    loss, batches = _declared(module, elbo, batches, batch_size, len(data))
     if batch_size > len(data[0]):
         logger.warning("batch_size %d exceeds the %d examples: one full batch per epoch",
                        batch_size, len(data[0]))
@@ -200,18 +195,12 @@ def fit(
                                      for d in (data, test_data, val_data))
     stepper = _make_step(model, guide, loss, optim, step, optimizer, lr, weight_decay,
                          clip_norm, distributed, batches)
+    extra = _extra_steps(module, torch_optimizer(optimizer, lr, weight_decay), distributed)
     if run_dir is not None and dist_rank() == 0:
-        runs.prepare(run_dir, resume, overwrite)
-        if not resume or not (Path(run_dir) / runs.CONFIG).exists():
-            runs.write_config(run_dir, config or {"fit": _describe(locals())}, world_size())
+        _start_run(run_dir, resume, overwrite, config or {"fit": _describe(locals())})
     if seed is not None:
         pyro.set_rng_seed(seed)
     show = sys.stderr.isatty() if progress is None else progress
-    extra = {} if module is None else module.extra_steps(torch_optimizer(optimizer, lr,
-                                                                         weight_decay))
-    if extra and distributed:
-        raise ValueError(f"distributed: a model with extra steps ({', '.join(extra)}) "
-                         "trains in one process")
     trainer = Trainer(model, guide, stepper, batch_size=batch_size, batching=batches,
                       extra_steps=extra,
                       transform=transform, seed=seed, max_bad_steps=args["max_bad_steps"],
@@ -222,6 +211,34 @@ def fit(
                                                       val_data is not None),
                           cb.EpochHooks(hooks)])
     return trainer.fit(data, args["epochs"])
+
+
+def _declared(module, elbo, batches, batch_size: int, num_tensors: int):
+    """The ELBO and batching policy: those given, else what the model declares."""
+    if module is not None:
+        elbo = module.elbo if elbo is None else elbo
+        if batches is None and num_tensors > 1:
+            batches = module.batching(batch_size)
+    loss = make_elbo("Trace_ELBO" if elbo is None else elbo)
+    if module is not None:
+        module.check_elbo(loss)
+    return loss, batches
+
+
+def _extra_steps(module, make_optimizer, distributed: bool) -> Dict[str, Any]:
+    """The model's own extra steps (a discriminator's), each with its optimiser."""
+    extra = {} if module is None else module.extra_steps(make_optimizer)
+    if extra and distributed:
+        raise ValueError(f"distributed: a model with extra steps ({', '.join(extra)}) "
+                         "trains in one process")
+    return extra
+
+
+def _start_run(run_dir, resume: bool, overwrite: bool, config: Dict[str, Any]) -> None:
+    """The run folder's rules (:func:`pyro_vae.runs.prepare`), then its ``config.json``."""
+    runs.prepare(run_dir, resume, overwrite)
+    if not resume or not (Path(run_dir) / runs.CONFIG).exists():
+        runs.write_config(run_dir, config, world_size())
 
 
 def _checked(**values) -> Dict[str, int]:
