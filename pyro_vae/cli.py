@@ -27,7 +27,7 @@ from .distributed import rank
 from .evaluate import accuracy, evaluation_report
 from .interrupt import Interrupted
 from .models import MODELS
-from .train import image_decoder, prepare_data, train
+from .train import prepare_data, train
 
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError)
 
@@ -245,7 +245,7 @@ def _sample(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     images = model.generate(args.num, args.label)
     title = "samples from the prior" if args.label is None else f"samples of class {args.label}"
-    decode = image_decoder(run.config, next(model.parameters()).device)
+    decode = runs.image_decoder(run.config, next(model.parameters()).device)
     images = (decode(images) if decode else images).cpu()
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".png":
@@ -269,7 +269,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
     x, y = _test_data(run, args)
     model = run.model
     x_hat = model.reconstruct(x, y if model.uses_labels else None)
-    decode = image_decoder(run.config, x.device) or (lambda v: v)
+    decode = runs.image_decoder(run.config, x.device) or (lambda v: v)
     out = Path(args.out or Path(args.run_dir) / "reconstructions.png")
     plots.save(plots.reconstructions(decode(x), decode(x_hat)), out)
     print(f"wrote {len(x)} reconstructions to {out}")

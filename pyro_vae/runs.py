@@ -3,25 +3,29 @@
 A run folder holds ``config.json`` (the run's settings, and under ``"run"`` the world
 size, library versions, command line and start time), ``metrics.jsonl``, checkpoints
 (``checkpoint.pt``, older ``checkpoint-e*-s*.pt``, ``best.pt`` when early stopping
-kept one) and figures. :func:`prepare` applies the same rule to :func:`pyro_vae.fit`
-and ``pyro-vae train``: a folder that already holds a run is continued with
-``resume``, replaced with ``overwrite``, and otherwise refused. :class:`Run` reads a
-finished run back for every subcommand.
+kept one) and figures. This module owns all of it. :func:`prepare` applies one rule
+to :func:`pyro_vae.fit` and ``pyro-vae train``: a folder that already holds a run is
+continued with ``resume``, replaced with ``overwrite``, and otherwise refused.
+:func:`write_config` describes the run; :func:`start_processes` joins the DDP group,
+sets threads and seeds; :func:`write_figures` draws the run's figures; :class:`Run`
+reads a finished run back for every subcommand.
 """
 
 import datetime
 import json
+import os
 import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 from torch import nn
 
 import pyro
 
+from . import plots
 from .checkpoint import (
     CHECKPOINT, Checkpoints, check_writable, load_checkpoint, remove_stale_temps, run_path,
     write_json,
@@ -104,6 +108,64 @@ def read_metrics(folder) -> list:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def set_threads(config, processes: int) -> None:
+    """``--threads``, else one thread per process when several share the machine's cores."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    elif processes > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // processes))
+
+
+def start_processes(config) -> Tuple[torch.device, bool]:
+    """This process's device, joined to the ``torchrun`` group when there is one, its
+    CPU threads (:func:`set_threads`) and its seed; whether training is distributed."""
+    from .distributed import init_from_env, launched, world_size
+    from .infer import resolve_device
+
+    device, distributed = resolve_device(config.device), launched()
+    if distributed:  # started by torchrun with several processes
+        device = init_from_env(device)
+    set_threads(config, world_size())
+    pyro.set_rng_seed(config.seed)
+    return device, distributed
+
+
+def image_decoder(config, device=None) -> Optional[Callable]:
+    """For a run on a VAE's codes (``features``): codes ``[N, 1, 1, D]`` -> that VAE's
+    mean images; ``None`` for a run on images."""
+    features = getattr(config, "features", None)
+    if not features:
+        return None
+    m1 = Run.load(features, device=device or "cpu").model
+    return lambda codes: m1.decode(codes.flatten(1))
+
+
+def write_figures(model: nn.Module, data, history, out: Path, seed: int = 0,
+                  decode: Optional[Callable] = None) -> None:
+    """``samples.png``, ``reconstructions.png``, ``curves.png`` (and ``class_samples.png``
+    for a model of labelled data) in ``out``. ``decode`` maps model outputs to images
+    (a stacked model's codes through its VAE)."""
+    decode = decode or (lambda x: x)
+    model.eval()
+    device = next(model.parameters()).device
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        samples = decode(model.generate(64))
+        if model.uses_labels:
+            rows = [decode(model.generate(10, y=k)) for k in range(model.num_classes)]
+    x, y = data.x_test[:32].to(device), data.y_test[:32].to(device)
+    x_hat = model.reconstruct(x, y if model.uses_labels else None)
+    plots.save(plots.image_grid(samples, 8, title="samples from the prior"),
+               run_path(out, "samples.png"))
+    plots.save(plots.reconstructions(decode(x), decode(x_hat)), run_path(out, "reconstructions.png"))
+    plots.save(plots.training_curves(history), run_path(out, "curves.png"))
+    if model.uses_labels:
+        plots.save(plots.labelled_rows(torch.stack(rows), list(range(model.num_classes)),
+                                       title="samples, one row per class"),
+                   run_path(out, "class_samples.png"))
+    model.train()
 
 
 @dataclass

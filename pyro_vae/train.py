@@ -13,20 +13,17 @@ are ``(x, y)``), ``semi_supervised`` (``labels`` keeps some labels, the model's
 
 import inspect
 import logging
-import os
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
 
-import pyro
-
-from . import config as configs, plots, runs
-from .checkpoint import CHECKPOINT, load_checkpoint, run_path
+from . import config as configs, runs
+from .checkpoint import CHECKPOINT, load_checkpoint
 from .config import TrainConfig
 from .data import ImageData, binarize, load_dataset, split_validation
-from .distributed import init_from_env, launched, rank, world_size
+from .distributed import rank
 from .evaluate import accuracy
 from .infer import fit, resolve_device
 from .models import model_class
@@ -127,14 +124,6 @@ def check_resumable(out: Path, config: TrainConfig, x_shape) -> int:
     return int(state.get("epoch", 0))
 
 
-def set_threads(config: TrainConfig, processes: int) -> None:
-    """``--threads``, else one thread per process when several share the machine's cores."""
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    elif processes > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // processes))
-
-
 def train(
     config: TrainConfig, resume: bool = False, overwrite: bool = False, progress: bool = False
 ) -> Tuple[nn.Module, List[Dict[str, Any]]]:
@@ -147,11 +136,7 @@ def train(
     check_config(config)
     out = Path(config.out)
     data = prepare_data(config)
-    device, distributed = resolve_device(config.device), launched()
-    if distributed:  # started by torchrun with several processes
-        device = init_from_env(device)
-    set_threads(config, world_size())
-    pyro.set_rng_seed(config.seed)
+    device, distributed = runs.start_processes(config)
     model = build_model(config, data.x_shape, data.num_classes)
     train_set, val_set, test_set = _splits(model, data, config)
     done = check_resumable(out, config, data.x_shape) if resume else 0
@@ -179,7 +164,7 @@ def train(
         distributed=distributed,
     )
     if history and rank() == 0:
-        write_figures(model, data, history, out, decode=image_decoder(config, device))
+        runs.write_figures(model, data, history, out, decode=runs.image_decoder(config, device))
     return model, history
 
 
@@ -225,42 +210,6 @@ def _model_callbacks(model: nn.Module, data: ImageData, config: TrainConfig) -> 
 
         out.append(cb.Metrics(test_accuracy))
     return out
-
-
-def image_decoder(config: TrainConfig, device=None) -> Optional[Callable]:
-    """For a run on a VAE's codes (``features``): codes ``[N, 1, 1, D]`` -> that VAE's
-    mean images; ``None`` for a run on images."""
-    features = getattr(config, "features", None)
-    if not features:
-        return None
-    m1 = runs.Run.load(features, device=device or "cpu").model
-    return lambda codes: m1.decode(codes.flatten(1))
-
-
-def write_figures(model: nn.Module, data: ImageData, history, out: Path, seed: int = 0,
-                  decode: Optional[Callable] = None) -> None:
-    """``samples.png``, ``reconstructions.png``, ``curves.png`` (and ``class_samples.png``
-    for a model of labelled data) in ``out``. ``decode`` maps model outputs to images
-    (a stacked model's codes through its VAE)."""
-    decode = decode or (lambda x: x)
-    model.eval()
-    device = next(model.parameters()).device
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        samples = decode(model.generate(64))
-        if model.uses_labels:
-            rows = [decode(model.generate(10, y=k)) for k in range(model.num_classes)]
-    x, y = data.x_test[:32].to(device), data.y_test[:32].to(device)
-    x_hat = model.reconstruct(x, y if model.uses_labels else None)
-    plots.save(plots.image_grid(samples, 8, title="samples from the prior"),
-               run_path(out, "samples.png"))
-    plots.save(plots.reconstructions(decode(x), decode(x_hat)), run_path(out, "reconstructions.png"))
-    plots.save(plots.training_curves(history), run_path(out, "curves.png"))
-    if model.uses_labels:
-        plots.save(plots.labelled_rows(torch.stack(rows), list(range(model.num_classes)),
-                                       title="samples, one row per class"),
-                   run_path(out, "class_samples.png"))
-    model.train()
 
 
 def load_run(run_dir, device: Optional[str] = "cpu") -> Tuple[nn.Module, TrainConfig]:
