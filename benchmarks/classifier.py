@@ -28,7 +28,7 @@ CACHE = Path("~/.cache/pyro_vae/classifiers").expanduser()
 
 
 def cnn(num_classes: int = 10, channels: int = 1) -> nn.Module:
-    """Two 3x3 conv-pool blocks and a dense layer, for 28x28 inputs: ``[B, C, 28, 28] -> [B, K]`` logits."""
+    """Two 3x3 conv-pool blocks, a dense layer: ``[B, C, 28, 28] -> [B, K]`` logits."""
     return nn.Sequential(
         nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),

@@ -12,6 +12,7 @@ import pyro.distributions as dist
 
 
 from ..config import option
+from ..nets import NETS
 from ..priors import PRIORS
 from .vae import VAE, VAEConfig
 
@@ -23,6 +24,7 @@ class CVAEConfig(VAEConfig):
     model: str = option("cvae", "model name, or package.module:Class to import one")
     prior: str = option("class", "prior p(z) or p(z | y) (class: one Gaussian per class)",
                         choices=lambda: PRIORS)
+    net: str = option("conv", "encoder and decoder: mlp or conv", choices=lambda: NETS)
 
 
 class UniformLabels(nn.Module):
@@ -57,10 +59,12 @@ class CVAE(VAE):
     reach the samples even where the decoder learns to read the class from ``z``
     rather than from ``y``, as an MLP decoder with a wide ``z`` does; with
     ``prior="normal"`` (Sohn et al.'s N(0, I)) samples follow the asked class only
-    for small ``z_dim``. ``model(None, y)`` draws images of the classes ``y``.
+    for small ``z_dim``. The default networks are convolutional. ``model(None, y)`` draws images of the classes ``y``.
 
     :param num_classes: number of classes ``K``; labels are integers in ``[0, K)``.
     :param prior: as for :class:`VAE`, default ``"class"``.
+    :param net: as for :class:`VAE`, default ``"conv"``: with the label-dependent prior it
+        draws the asked class 99.8% of the time (``docs/variants.md``).
     Other parameters as for :class:`VAE`.
     """
 
@@ -68,12 +72,12 @@ class CVAE(VAE):
     config_class = CVAEConfig
 
     def __init__(self, x_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10,
-                 prior: Union[str, nn.Module] = "class", **vae_options):
+                 prior: Union[str, nn.Module] = "class", net: str = "conv", **vae_options):
         if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 2:
             raise ValueError(f"num_classes: expected an integer >= 2, got {num_classes!r}")
         # Set before VAE.__init__, which builds both networks with a one-hot label input.
         self.num_classes = self.cond_dim = int(num_classes)
-        super().__init__(x_shape, prior=prior, **vae_options)
+        super().__init__(x_shape, prior=prior, net=net, **vae_options)
         self.label_prior = UniformLabels(self.num_classes)
 
     def one_hot(self, y: torch.Tensor) -> torch.Tensor:

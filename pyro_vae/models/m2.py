@@ -9,7 +9,7 @@ from torch import nn
 import pyro
 import pyro.distributions as dist
 
-from ..nets import Encoder
+from ..nets import NETS, Encoder
 from ..semisupervised import InterleavedBatches
 
 from ..config import option
@@ -25,6 +25,7 @@ class M2Config(CVAEConfig):
 
     model: str = option("m2", "model name, or package.module:Class to import one")
     prior: str = option("normal", "prior p(z)", choices=lambda: PRIORS)
+    net: str = option("mlp", "encoder and decoder: mlp or conv", choices=lambda: NETS)
     labels: int = option(None, "labels kept, balanced over classes and chosen by seed; the "
                          "rest of the training set is unlabelled; None keeps all", minimum=0)
     alpha: float = option(200.0, "weight of the classification term alpha log q(y|x)")
@@ -65,6 +66,7 @@ class M2(CVAE):
     :param classifier_hidden: hidden widths of the classifier; default ``hidden``.
     :param enum_discrete: ``"parallel"``, ``"sequential"`` or ``"none"`` (sample y).
     :param prior: as for :class:`VAE`, default N(0, I) as in the paper.
+    :param net: as for :class:`VAE`, default ``"mlp"`` as in the paper.
     Other parameters as for :class:`VAE`.
     """
 
@@ -82,13 +84,14 @@ class M2(CVAE):
         classifier_hidden: Optional[Sequence[int]] = None,
         enum_discrete: str = "parallel",
         prior: Union[str, nn.Module] = "normal",
+        net: str = "mlp",
         **vae_options,
     ):
         if not alpha >= 0:
             raise ValueError(f"alpha: expected a non-negative weight, got {alpha!r}")
         if enum_discrete not in ENUM_DISCRETE:
             raise ValueError(f"enum_discrete: expected one of {ENUM_DISCRETE}, got {enum_discrete!r}")
-        super().__init__(x_shape, num_classes, prior=prior, **vae_options)
+        super().__init__(x_shape, num_classes, prior=prior, net=net, **vae_options)
         self.alpha, self.enum_discrete = float(alpha), enum_discrete
         classifier_hidden = self.hidden if classifier_hidden is None else classifier_hidden
         self.classifier = Encoder(self.x_shape, self.num_classes, classifier_hidden,
