@@ -125,9 +125,8 @@ class TrainConfig:
                        "optimisation", choices=_steps)
     seed: int = option(0, "random seed", "optimisation", minimum=0)
     device: str = option("auto", "auto, cpu or cuda", "optimisation")
-    threads: int = option(None, "CPU threads for torch (default: 1 per process when "
-                          "several share the machine, else torch's own choice)",
-                          "optimisation", minimum=1)
+    threads: int = option(None, "CPU threads for torch (default: half the cores, shared "
+                          "among the processes of a torchrun run)", "optimisation", minimum=1)
     # run folder
     out: str = option("runs/vae", "run folder for config, metrics, checkpoints, figures",
                       "run")

@@ -110,12 +110,19 @@ def read_metrics(folder) -> list:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def default_threads(processes: int = 1) -> int:
+    """Half of the machine's cores, shared among ``processes``, at least one.
+
+    torch's own default takes every core, and its threads spin while they wait: on a
+    machine busy with anything else an epoch can run ten times slower than on one
+    thread. Half the cores keeps most of the speed on an idle machine and leaves room.
+    """
+    return max(1, (os.cpu_count() or 1) // (2 * processes))
+
+
 def set_threads(config, processes: int) -> None:
-    """``--threads``, else one thread per process when several share the machine's cores."""
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    elif processes > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // processes))
+    """torch's CPU threads: ``--threads``, else :func:`default_threads`."""
+    torch.set_num_threads(config.threads or default_threads(processes))
 
 
 def start_processes(config) -> Tuple[torch.device, bool]:
