@@ -108,9 +108,12 @@ def main(argv=None):
     t0 = time.perf_counter()
     result = score_run(args, data, net) if args.run else measure(args, data, net)
     spread = f" (class means spread {args.loc_scale:g})" if args.prior == "class" else ""
-    print(f"# CVAE: prior {args.prior}{spread}, z_dim {args.z_dim}, net {args.net}, "
-          f"{args.epochs} epochs, batch 128, Adam 1e-3, Trace_ELBO, seed {args.seed} "
-          f"({(time.perf_counter() - t0) / 60:.1f} min); {args.per_class} samples per class")
+    if args.run:
+        print(f"# CVAE of the run folder {args.run}; {args.per_class} samples per class")
+    else:
+        print(f"# CVAE: prior {args.prior}{spread}, z_dim {args.z_dim}, net {args.net}, "
+              f"{args.epochs} epochs, batch 128, Adam 1e-3, Trace_ELBO, seed {args.seed} "
+              f"({(time.perf_counter() - t0) / 60:.1f} min); {args.per_class} samples per class")
     print("| class | recognised as the class asked for % |")
     print("| --- | --- |")
     for k, hit in enumerate(result["hits"]):
