@@ -106,6 +106,17 @@ def write_json(path: PathLike, obj: Any) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
+def read_json(path: PathLike, name: str = "config") -> Any:
+    """The JSON in ``path``; ``FileNotFoundError`` or ``ValueError`` naming ``name``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{name}: {path} does not exist")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{name}: {path} is not valid JSON ({err})") from None
+
+
 def save_checkpoint(path: PathLike, state: Dict[str, Any]) -> None:
     """Write ``state`` (tensors, numbers, strings, containers) atomically to ``path``."""
     global _checkpoints_written

@@ -15,9 +15,7 @@ its ``config.json`` alone.
 
 import dataclasses
 import difflib
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple, Type
 
 from . import checks
@@ -175,14 +173,9 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path) -> "TrainConfig":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config: {path} does not exist")
-        try:
-            values = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"config: {path} is not valid JSON ({err})") from None
-        return cls.from_dict(values)
+        from .checkpoint import read_json
+
+        return cls.from_dict(read_json(path))
 
 
 def config_class(model: str) -> Type[TrainConfig]:

@@ -27,8 +27,8 @@ import pyro
 
 from . import plots
 from .checkpoint import (
-    CHECKPOINT, Checkpoints, check_writable, load_checkpoint, remove_stale_temps, run_path,
-    write_json,
+    CHECKPOINT, Checkpoints, check_writable, load_checkpoint, read_json, remove_stale_temps,
+    run_path, write_json,
 )
 
 CONFIG = "config.json"
@@ -91,13 +91,9 @@ def write_config(folder, config: Dict[str, Any], world_size: int = 1) -> None:
 
 def read_config(folder) -> Dict[str, Any]:
     """A run's settings from its ``config.json``, without the ``"run"`` description."""
-    path = Path(folder) / CONFIG
-    if not path.is_file():
+    if not (Path(folder) / CONFIG).is_file():
         raise FileNotFoundError(f"run: {folder} holds no run (no {CONFIG})")
-    try:
-        values = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"config: {path} is not valid JSON ({err})") from None
+    values = read_json(Path(folder) / CONFIG)
     values.pop("run", None)
     return values
 

@@ -104,7 +104,7 @@ def _read_image_folders(folders: Sequence[Path], size, limit) -> _Loaded:
         scans = [(files, names, [class_names.index(names[k]) for k in labels])
                  for files, names, labels in scans]
     files = [f for scan in scans for f in scan[0]]
-    sizes, colour, first = {}, False, None
+    colour, first = False, None
     for path in files:  # headers only: sizes and modes, nothing decoded yet
         try:
             with Image.open(path) as img:
