@@ -166,31 +166,26 @@ class VAE(Model):
         self.posterior = _part(
             "guide", GUIDES, guide, self.z_dim, num_layers=flow_layers, rank=guide_rank
         )
-        self.encoder = self._network("encoder", encoder)
-        self.decoder = self._network("decoder", decoder)
+        q_params, p_params = self.posterior.num_params, self.likelihood.params_per_pixel
+        self.encoder = self._network("encoder", encoder, [q_params], lambda: make_encoder(
+            net, x_shape, q_params, self.hidden, activation, self.cond_dim))
+        self.decoder = self._network("decoder", decoder, [p_params, *x_shape], lambda: make_decoder(
+            net, self.z_dim, x_shape, p_params, self.hidden, activation, self.cond_dim))
         if hasattr(self.prior, "bind"):
             self.prior.bind(self)
 
-    def _network(self, part: str, given: Optional[nn.Module]) -> nn.Module:
-        """The encoder or decoder: ``given`` (its output shape checked), else built by ``net``."""
-        params_per_pixel = self.likelihood.params_per_pixel
-        if part == "encoder":
-            inputs, out = [torch.zeros(2, *self.x_shape)], [2, self.posterior.num_params]
-            build = lambda: make_encoder(  # noqa: E731
-                self.net, self.x_shape, self.posterior.num_params, self.hidden,
-                self.activation, cond_dim=self.cond_dim)
-        else:
-            inputs, out = [torch.zeros(2, self.z_dim)], [2, params_per_pixel, *self.x_shape]
-            build = lambda: make_decoder(  # noqa: E731
-                self.net, self.z_dim, self.x_shape, params_per_pixel, self.hidden,
-                self.activation, cond_dim=self.cond_dim)
+    def _network(self, part: str, given: Optional[nn.Module], out_shape: Sequence[int],
+                 build) -> nn.Module:
+        """``given``, its output on a dummy batch of two checked against ``[2, *out_shape]``;
+        else ``build()``, the network ``net`` names."""
         if given is None:
             return build()
         if not isinstance(given, nn.Module):
             raise TypeError(f"{part}: expected an nn.Module, got {type(given).__name__}")
+        inputs = [torch.zeros(2, *self.x_shape) if part == "encoder" else torch.zeros(2, self.z_dim)]
         if self.cond_dim:
             inputs.append(torch.zeros(2, self.cond_dim))
-        check_output(part, given, inputs, out)
+        check_output(part, given, inputs, [2, *out_shape])
         return given
 
     # ----------------------------------------------------------------- Pyro
