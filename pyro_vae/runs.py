@@ -162,7 +162,8 @@ def write_figures(model: nn.Module, data, history, out: Path, seed: int = 0,
     x_hat = model.reconstruct(x, y if model.uses_labels else None)
     plots.save(plots.image_grid(samples, 8, title="samples from the prior"),
                run_path(out, "samples.png"))
-    plots.save(plots.reconstructions(decode(x), decode(x_hat)), run_path(out, "reconstructions.png"))
+    plots.save(plots.reconstructions(decode(x), decode(x_hat)),
+               run_path(out, "reconstructions.png"))
     plots.save(plots.training_curves(history), run_path(out, "curves.png"))
     if model.uses_labels:
         plots.save(plots.labelled_rows(torch.stack(rows), list(range(model.num_classes)),

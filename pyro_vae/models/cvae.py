@@ -59,7 +59,8 @@ class CVAE(VAE):
     reach the samples even where the decoder learns to read the class from ``z``
     rather than from ``y``, as an MLP decoder with a wide ``z`` does; with
     ``prior="normal"`` (Sohn et al.'s N(0, I)) samples follow the asked class only
-    for small ``z_dim``. The default networks are convolutional. ``model(None, y)`` draws images of the classes ``y``.
+    for small ``z_dim``. The default networks are convolutional. ``model(None, y)``
+    draws images of the classes ``y``.
 
     :param num_classes: number of classes ``K``; labels are integers in ``[0, K)``.
     :param prior: as for :class:`VAE`, default ``"class"``.

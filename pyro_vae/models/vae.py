@@ -154,7 +154,8 @@ class VAE(Model):
         self.x_shape, self.z_dim, self.beta = x_shape, int(z_dim), float(beta)
         self.hidden, self.activation, self.net = tuple(hidden), activation, net
         self.prior = _part(
-            "prior", PRIORS, prior, self.z_dim, x_shape=x_shape, num_classes=max(self.num_classes, 1),
+            "prior", PRIORS, prior, self.z_dim, x_shape=x_shape,
+            num_classes=max(self.num_classes, 1),
             num_components=mixture_components, num_pseudo_inputs=pseudo_inputs,
             num_layers=flow_layers,
         )
@@ -182,7 +183,7 @@ class VAE(Model):
             return build()
         if not isinstance(given, nn.Module):
             raise TypeError(f"{part}: expected an nn.Module, got {type(given).__name__}")
-        inputs = [torch.zeros(2, *self.x_shape) if part == "encoder" else torch.zeros(2, self.z_dim)]
+        inputs = [torch.zeros(2, *(self.x_shape if part == "encoder" else (self.z_dim,)))]
         if self.cond_dim:
             inputs.append(torch.zeros(2, self.cond_dim))
         check_output(part, given, inputs, [2, *out_shape])

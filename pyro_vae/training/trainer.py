@@ -164,7 +164,8 @@ class Trainer:
         if resumed:
             generator.set_state(now)
         if not len(batches):
-            raise ValueError(f"batches: the batching policy gave no batches for epoch {at.epoch + 1}")
+            raise ValueError(
+                f"batches: the batching policy gave no batches for epoch {at.epoch + 1}")
         return batches
 
     def stop_if_asked(self) -> None:
