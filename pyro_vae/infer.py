@@ -265,9 +265,9 @@ def _make_step(model, guide, loss: ELBO, optim, step: Optional[str], optimizer: 
     if optim is not None and clip_norm:
         raise ValueError("clip_norm: applies to the default optimiser only; pass "
                          "clip_args to your own Pyro optimiser instead")
-    if step == "fused" and not fusable:
+    if step in ("fused", "compiled") and not fusable:
         raise ValueError(
-            "step: 'fused' needs fit's own optimiser and an ELBO with differentiable_loss; "
+            f"step: {step!r} needs fit's own optimiser and an ELBO with differentiable_loss; "
             f"got optim={type(optim).__name__}, elbo={type(loss).__name__} (use step='svi')")
     clip = clip_norm and checks.positive_number("clip_norm", clip_norm)
     make = torch_optimizer(optimizer, lr, weight_decay)
@@ -281,7 +281,7 @@ def _make_step(model, guide, loss: ELBO, optim, step: Optional[str], optimizer: 
     if step == "svi":
         return SVIStep(model, guide, loss,
                        optim or make_optim(lr, clip_norm, optimizer, weight_decay))
-    return FusedStep(model, guide, loss, lr=lr, clip_norm=clip, optimizer=make)
+    return STEPS[step](model, guide, loss, lr=lr, clip_norm=clip, optimizer=make)
 
 
 def _metric_callbacks(test_data, val_data, batch_size: int, evaluate, step_hooks,
