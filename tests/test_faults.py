@@ -176,8 +176,11 @@ def _signal_at(call, *signums):
         if next(counter) == call:
             for signum in signums:
                 signal.raise_signal(signum)
-                # let the handler run before the next signal, so two are never merged
-                time.sleep(0.05)
+                # Let the handler run before the next signal, so two are never merged:
+                # Python runs handlers at its next check between bytecodes, which a loop
+                # of short sleeps reaches (one long C-level sleep may not).
+                for _ in range(50):
+                    time.sleep(0.001)
         return x
 
     return transform
