@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 RUN    ?= runs/demo
 
-.PHONY: install demo test test-all bench-baseline bench-speed bench-parts bench-soak bench-cvae bench-m2 beta-vae clean
+.PHONY: install demo test test-all bench-baseline bench-speed bench-host bench-parts bench-soak bench-cvae bench-nets bench-m2 beta-vae clean
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,10 @@ bench-baseline: install
 bench-speed: install
 	$(PY) benchmarks/speed.py
 
+# per-step host cost where compute is negligible: plain PyTorch, fused, compiled (docs/speed.md)
+bench-host: install
+	OMP_NUM_THREADS=1 $(PY) benchmarks/host_cost.py --backend inductor
+
 bench-parts: install
 	$(PY) benchmarks/priors_guides.py
 
@@ -42,6 +46,10 @@ beta-vae: install
 
 bench-cvae: install
 	OMP_NUM_THREADS=1 $(PY) benchmarks/cvae.py
+
+# conv against MLP networks, IWAE NLL at K=1000 (docs/networks.md)
+bench-nets: install
+	OMP_NUM_THREADS=1 $(PY) benchmarks/nets.py
 
 # 100 labels, 5 label draws; about 26 min (mnist-10k) and 40 min (fashion-mnist) on one core
 bench-m2: install
