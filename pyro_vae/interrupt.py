@@ -42,8 +42,12 @@ def deferred_signals() -> Iterator[Callable[[], Optional[int]]]:
 
     def record(signum, frame):
         if signum in received:  # asked twice: stop now
-            signal.signal(signum, previous[signum])
-            signal.raise_signal(signum)
+            handler = previous[signum]
+            signal.signal(signum, handler)
+            if callable(handler):  # Python's own SIGINT handler raises KeyboardInterrupt here
+                handler(signum, frame)
+            else:  # SIG_DFL: the process ends as the signal's default action says
+                signal.raise_signal(signum)
             return
         received.append(signum)
 
