@@ -106,8 +106,8 @@ def run(dataset: str, row: str, seed: int, x_train, x_test, args) -> dict:
         # wall seconds (fit's epoch_s) and this process's CPU seconds: on one thread the
         # CPU seconds do not grow when other work shares the cores, the wall seconds do
         "epoch_s": statistics.mean(h["epoch_s"] for h in history),
-        "epoch_cpu_s": epoch_cpu_s, "eval_s": eval_s,
-        "eval_cpu_s": eval_cpu_s, "config": {k: v for k, v in vars(args).items() if k != "summarize"},
+        "epoch_cpu_s": epoch_cpu_s, "eval_s": eval_s, "eval_cpu_s": eval_cpu_s,
+        "config": {k: v for k, v in vars(args).items() if k != "summarize"},
     }
 
 
@@ -121,18 +121,22 @@ def table(results) -> str:
     groups = {}
     for r in results:
         groups.setdefault((r["dataset"], r["row"]), []).append(r)
-    lines = ["| data | net | likelihood | params | seeds | test -ELBO (nats) "
-             "| NLL, K=IW (nats) | bits/dim | active units | CPU s/epoch | eval CPU s |",
+    datasets = list(dict.fromkeys(r["dataset"] for r in results))
+    order = sorted(groups, key=lambda key: (datasets.index(key[0]), list(ROWS).index(key[1])))
+    ks = "/".join(map(str, sorted({r["iw_samples"] for r in results})))
+    lines = [f"| data | net | likelihood | params | seeds | test -ELBO (nats) "
+             f"| NLL, K={ks} (nats) | bits/dim | active units | CPU s/epoch | eval CPU s |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for (dataset, row), rs in groups.items():
+    for dataset, row in order:
+        rs = groups[dataset, row]
         get = lambda key: [r[key] for r in rs]  # noqa: E731
         lines.append(
-            f"| {dataset} | {rs[0]['net']} | {rs[0]['likelihood']} | {rs[0]['params'] / 1e6:.2f} M "
-            f"| {len(rs)} | {_spread(get('test_loss'), '.2f')} | {_spread(get('nll'), '.2f')} "
-            f"| {_spread(get('bits_per_dim'), '.3f')} | {_spread(get('active_units'), '.1f')} "
-            f"| {statistics.mean(get('epoch_cpu_s')):.1f} | {statistics.mean(get('eval_cpu_s')):.0f} |")
-    ks = sorted({r["iw_samples"] for r in results})
-    return "\n".join(lines).replace("K=IW", "K=" + "/".join(map(str, ks)))
+            f"| {dataset} | {rs[0]['net']} | {rs[0]['likelihood']} "
+            f"| {rs[0]['params'] / 1e6:.2f} M | {len(rs)} | {_spread(get('test_loss'), '.2f')} "
+            f"| {_spread(get('nll'), '.2f')} | {_spread(get('bits_per_dim'), '.3f')} "
+            f"| {_spread(get('active_units'), '.1f')} | {statistics.mean(get('epoch_cpu_s')):.1f} "
+            f"| {statistics.mean(get('eval_cpu_s')):.0f} |")
+    return "\n".join(lines)
 
 
 def main(argv=None):
