@@ -189,15 +189,22 @@ def call(net: nn.Module, inputs: torch.Tensor, condition: Optional[torch.Tensor]
 
 def check_output(part: str, net: nn.Module, inputs: Sequence[torch.Tensor],
                  expected: Sequence[int]) -> None:
-    """Run ``net`` once on a dummy batch of two and refuse an output of the wrong shape."""
-    with torch.no_grad():
-        try:
-            out = net(*inputs)
-        except Exception as err:  # a user's network: say which part failed, and how
-            raise ValueError(
-                f"{part}: calling it on a batch of shape {list(inputs[0].shape)} failed "
-                f"({type(err).__name__}: {err})"
-            ) from None
+    """Run ``net`` once on a dummy batch of two and refuse an output of the wrong shape.
+
+    In eval mode, on the network's own device: a batch norm's statistics stay untouched."""
+    device = next(iter(net.parameters()), torch.empty(0)).device
+    training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            out = net(*(t.to(device) for t in inputs))
+    except Exception as err:  # a user's network: say which part failed, and how
+        raise ValueError(
+            f"{part}: calling it on a batch of shape {list(inputs[0].shape)} failed "
+            f"({type(err).__name__}: {err})"
+        ) from None
+    finally:
+        net.train(training)
     if not torch.is_tensor(out) or tuple(out.shape) != tuple(expected):
         got = list(out.shape) if torch.is_tensor(out) else type(out).__name__
         raise ValueError(f"{part}: expected an output of shape {list(expected)}, got {got}")
