@@ -16,18 +16,20 @@ import logging
 import sys
 import warnings
 from pathlib import Path
-from typing import Callable, Dict, List, NamedTuple, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
 
 from . import __version__, plots, runs
+from .commands import explore, figures, score
+from .commands import Subcommand, load_run, run_arguments, test_data
 from .config import GROUPS, TrainConfig, config_class, parse_value
 from .distributed import rank
 from .evaluate import accuracy, evaluation_report
 from .interrupt import Interrupted
 from .models import MODELS
-from .train import prepare_data, train
+from .train import train
 
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError)
 
@@ -159,33 +161,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------- subcommands on a finished run
-def _run_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", help="a run folder written by `pyro-vae train`")
-    p.add_argument("--device", default="cpu", help="auto, cpu or cuda (default: cpu)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--last", action="store_true",
-                   help="use the newest checkpoint even when a best one was kept")
-
-
-def _load(args: argparse.Namespace) -> runs.Run:
-    run = runs.Run.load(args.run_dir, args.device, best=not args.last)
-    print(f"using {run.describe()}", file=sys.stderr)
-    return run
-
-
-def _test_data(run: runs.Run, args: argparse.Namespace):
-    """The run's test set, or that of ``--data`` (same shape), on the model's device."""
-    config = run.config
-    if getattr(args, "data", None):
-        config = dataclasses.replace(config, data=args.data, data_dir=None)
-    data = prepare_data(config)
-    device = next(run.model.parameters()).device
-    keep = slice(getattr(args, "num_images", None) or getattr(args, "num", None))
-    return data.x_test[keep].to(device), data.y_test[keep].to(device)
-
-
 def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
-    _run_arguments(p)
+    run_arguments(p)
     p.add_argument("--data", metavar="NAME|PATH", help="evaluate on this data set's test "
                    "split instead of the run's")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
@@ -202,9 +179,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"iw_samples: expected a non-negative integer, got {args.iw_samples}")
     if args.num_images is not None and args.num_images < 1:
         raise ValueError(f"num_images: expected a positive integer, got {args.num_images}")
-    run = _load(args)
+    run = load_run(args)
     model = run.model
-    x_test, y_test = _test_data(run, args)
+    x_test, y_test = test_data(run, args)
     labelled = model.uses_labels and not model.semi_supervised
     torch.manual_seed(args.seed)
     result = evaluation_report(model.model, model.guide, (x_test, y_test) if labelled else x_test,
@@ -224,7 +201,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _sample_arguments(p: argparse.ArgumentParser) -> None:
-    _run_arguments(p)
+    run_arguments(p)
     p.add_argument("--num", type=int, default=64, help="number of images")
     p.add_argument("--out", required=True, help="FILE.png (grid) or FILE.npy [N, C, H, W]")
     p.add_argument("--label", type=int, default=None,
@@ -237,7 +214,7 @@ def _sample(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix not in (".png", ".npy"):
         raise ValueError(f"out: expected a file ending in .png or .npy, got {out.name!r}")
-    run = _load(args)
+    run = load_run(args)
     model = run.model
     if args.label is not None and not model.uses_labels:
         raise ValueError(f"label: model {run.config.model!r} is not conditioned on a label; "
@@ -257,7 +234,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _reconstruct_arguments(p: argparse.ArgumentParser) -> None:
-    _run_arguments(p)
+    run_arguments(p)
     p.add_argument("--data", metavar="NAME|PATH", help="reconstruct this data set's test "
                    "images instead of the run's")
     p.add_argument("--num", type=int, default=32, help="number of test images")
@@ -265,8 +242,8 @@ def _reconstruct_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
-    run = _load(args)
-    x, y = _test_data(run, args)
+    run = load_run(args)
+    x, y = test_data(run, args)
     model = run.model
     x_hat = model.reconstruct(x, y if model.uses_labels else None)
     decode = runs.image_decoder(run.config, x.device) or (lambda v: v)
@@ -304,12 +281,6 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
-class Subcommand(NamedTuple):
-    help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
-
-
 SUBCOMMANDS: Dict[str, Subcommand] = {
     "train": Subcommand("train a model; writes a run folder", _train_arguments, _train),
     "evaluate": Subcommand("test ELBO, log-likelihood and latent use of a run",
@@ -320,6 +291,9 @@ SUBCOMMANDS: Dict[str, Subcommand] = {
                               _reconstruct_arguments, _reconstruct),
     "compare": Subcommand("runs' differing settings and final metrics side by side, "
                           "and their curves on one figure", _compare_arguments, _compare),
+    **explore.SUBCOMMANDS,
+    **figures.SUBCOMMANDS,
+    **score.SUBCOMMANDS,
 }
 
 

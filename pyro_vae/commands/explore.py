@@ -1,0 +1,3 @@
+"""`pyro-vae explore`."""
+
+SUBCOMMANDS = {}

@@ -1,0 +1,3 @@
+"""`pyro-vae figures`."""
+
+SUBCOMMANDS = {}

@@ -1,0 +1,3 @@
+"""`pyro-vae score`."""
+
+SUBCOMMANDS = {}
