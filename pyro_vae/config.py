@@ -92,6 +92,9 @@ class TrainConfig:
     binarize: str = option("none", "'none': intensities in [0, 1]; 'dynamic': a fresh "
                            "Bernoulli sample per epoch, the test set binarised once", "data",
                            choices=lambda: ("none", "dynamic"))
+    perturb: float = option(0.0, "share of pixels replaced by uniform noise in every training "
+                            "batch (Ren et al. 2019: the background model of the 'ratio' "
+                            "anomaly score); 0: none", "data")
     # model
     model: str = option("vae", "model name, or package.module:Class to import one", "model",
                         choices=_models)
@@ -202,6 +205,8 @@ def check(config: TrainConfig) -> None:
             checks.positive_number(name, getattr(config, name))
     if not 0 <= config.val_fraction < 1:
         raise ValueError(f"val_fraction: expected a share in [0, 1), got {config.val_fraction!r}")
+    if not 0 <= config.perturb < 1:
+        raise ValueError(f"perturb: expected a share in [0, 1), got {config.perturb!r}")
     if config.early_stopping and not config.val_fraction:
         raise ValueError("early_stopping: needs a validation split; pass --val-fraction "
                          "(e.g. 0.1); the test set is never used to choose a model")

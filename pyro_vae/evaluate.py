@@ -60,28 +60,46 @@ def as_tuple(data: Tensors) -> Tuple[torch.Tensor, ...]:
     return data
 
 
-def _site_kl(q_site: dict, p_site: dict) -> torch.Tensor:
-    try:
-        return kl_divergence(q_site["fn"], p_site["fn"]).sum()
-    except NotImplementedError:
-        value = q_site["value"]
-        return (q_site["fn"].log_prob(value) - p_site["fn"].log_prob(value)).sum()
+def _elbo_site_terms(model: Callable, guide: Callable, *args):
+    """``(part, value, site)`` for each ELBO term of one batch: ``part`` is ``"recon"``
+    (``-log p(x | z)`` of an observed site) or ``"kl"`` (closed form where one is
+    registered, else ``log q(z) - log p(z)`` at the guide's draw); ``value`` is shaped
+    like the site's batch."""
+    guide_trace = poutine.trace(guide).get_trace(*args)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args)
+    for name, site in model_trace.nodes.items():
+        if site["type"] != "sample" or site["infer"].get("is_auxiliary"):
+            continue
+        if site["is_observed"]:
+            yield "recon", -site["fn"].log_prob(site["value"]), site
+        elif name in guide_trace.nodes and not site_is_subsample(site):
+            q_site = guide_trace.nodes[name]
+            try:
+                yield "kl", kl_divergence(q_site["fn"], site["fn"]), site
+            except NotImplementedError:
+                yield "kl", q_site["fn"].log_prob(q_site["value"]) - site["fn"].log_prob(
+                    site["value"]), site
 
 
 @torch.no_grad()
 def elbo_terms_batch(model: Callable, guide: Callable, *args) -> Dict[str, torch.Tensor]:
     """Summed ``recon`` and ``kl`` (nats) of one batch: see the module docstring."""
-    guide_trace = poutine.trace(guide).get_trace(*args)
-    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args)
-    recon = kl = torch.zeros(())
-    for name, site in model_trace.nodes.items():
-        if site["type"] != "sample" or site["infer"].get("is_auxiliary"):
-            continue
-        if site["is_observed"]:
-            recon = recon - site["fn"].log_prob(site["value"]).sum()
-        elif name in guide_trace.nodes:
-            kl = kl + _site_kl(guide_trace.nodes[name], site)
-    return {"recon": recon, "kl": kl}
+    total = {"recon": torch.zeros(()), "kl": torch.zeros(())}
+    for part, value, _ in _elbo_site_terms(model, guide, *args):
+        total[part] = total[part].to(value) + value.sum()
+    return total
+
+
+@torch.no_grad()
+def elbo_terms_per_item(model: Callable, guide: Callable, *args) -> Dict[str, torch.Tensor]:
+    """``recon`` and ``kl`` (nats) of each item of one batch, ``[N]`` each (every sample
+    site inside the ``"data"`` plate). ``args`` go to ``model`` and ``guide``; their first
+    tensor's first dimension is the plate."""
+    n = args[0].shape[0]
+    total = {"recon": torch.zeros(n), "kl": torch.zeros(n)}
+    for part, value, site in _elbo_site_terms(model, guide, *args):
+        total[part] = total[part].to(value) + per_item(value, site, n)
+    return total
 
 
 @torch.no_grad()
@@ -107,6 +125,27 @@ def elbo_terms(
 DATA_PLATE = "data"
 
 
+def per_item(value: torch.Tensor, site: dict, n: int) -> torch.Tensor:
+    """``value`` (a log-probability or KL of ``site``, shaped like its batch) summed to
+    one number per item of the ``"data"`` plate: ``[n]``; the site's ``mask`` applies."""
+    frame = next((f for f in site["cond_indep_stack"] if f.name == DATA_PLATE), None)
+    if frame is None:
+        raise ValueError(
+            f"site {site['name']!r} is outside the {DATA_PLATE!r} plate: per-item terms "
+            "and importance weights need every sample site inside it"
+        )
+    value = scale_and_mask(value, mask=site["mask"])
+    value = value.expand(torch.broadcast_shapes(value.shape, site["fn"].batch_shape))
+    dim = value.dim() + frame.dim
+    if dim < 0 or value.shape[dim] != n:
+        raise ValueError(
+            f"site {site['name']!r}: expected {n} items along the {DATA_PLATE!r} plate's "
+            f"dim {frame.dim}, got batch shape {tuple(value.shape)}"
+        )
+    # Other plates and batch dims belong to the same item: sum them.
+    return value.movedim(dim, 0).reshape(n, -1).sum(-1)
+
+
 def _log_prob_per_item(trace: poutine.Trace, n: int) -> torch.Tensor:
     """Sum of the sample sites' log-probabilities of ``trace``, one per item: ``[n]``.
 
@@ -119,22 +158,8 @@ def _log_prob_per_item(trace: poutine.Trace, n: int) -> torch.Tensor:
             continue
         if site["infer"].get("is_auxiliary"):
             continue
-        frame = next((f for f in site["cond_indep_stack"] if f.name == DATA_PLATE), None)
-        if frame is None:
-            raise ValueError(
-                f"site {name!r} is outside the {DATA_PLATE!r} plate: the importance "
-                "weights are per item, so every sample site must sit inside it"
-            )
-        log_p = scale_and_mask(site["fn"].log_prob(site["value"]), mask=site["mask"])
-        log_p = log_p.expand(torch.broadcast_shapes(log_p.shape, site["fn"].batch_shape))
-        dim = log_p.dim() + frame.dim
-        if dim < 0 or log_p.shape[dim] != n:
-            raise ValueError(
-                f"site {name!r}: expected {n} items along the {DATA_PLATE!r} plate's "
-                f"dim {frame.dim}, got batch shape {tuple(log_p.shape)}"
-            )
-        # Other plates and batch dims belong to the same item: sum them.
-        total = total.to(log_p) + log_p.movedim(dim, 0).reshape(n, -1).sum(-1)
+        log_p = per_item(site["fn"].log_prob(site["value"]), site, n)
+        total = total.to(log_p) + log_p
     return total
 
 
@@ -245,16 +270,31 @@ def latent_statistics(
     - ``kl_per_dim``: ``E_x KL(q(z_u | x) || p(z_u))`` for each dimension when both
       q and p are diagonal Normals (the KL then sums over dimensions); ``None``
       otherwise, where the KL has no per-dimension split.
+    - ``mutual_information``: I(x; z) under q, ``E_x[KL(q(z | x) || q(z))]``, with the
+      aggregate posterior ``q(z)`` the mixture of the guide over each batch of ``B``
+      items (Hoffman & Johnson 2016; He et al. 2019, eq. 5): with ``z_i ~ q(z | x_i)``,
+
+          I ~= mean_i [log q(z_i | x_i) - log (1/B) sum_j q(z_i | x_j)]  <=  log B.
+
+      A guide without a closed-form density at other items' codes (a flow, which would
+      have to be inverted B^2 times) uses the mixture over the first 64 items of each
+      batch. Other latent sites of the guide (M2's label) keep their sampled values.
     """
     data = as_tuple(data)
     n = data[0].shape[0]
-    means, noise, kls = [], [], []
+    means, noise, kls, gaps = [], [], [], []
     for idx in torch.arange(n).split(batch_size):
         batch = [t[idx.to(t.device)] for t in data]
         guide_trace = poutine.trace(guide).get_trace(*batch)
         if site not in guide_trace.nodes:
             raise ValueError(f"site: the guide has no sample site {site!r}")
         q = guide_trace.nodes[site]["fn"]
+        mix = (poutine.trace(guide).get_trace(*(t[:64] for t in batch))  # a flow: 64 items
+               if isinstance(q, torch.distributions.TransformedDistribution) else guide_trace)
+        z = mix.nodes[site]["value"]  # [B, B] below: (i, j) is log q(z_i | x_j), rows chunked
+        log_q = torch.cat([mix.nodes[site]["fn"].log_prob(rows.unsqueeze(1).expand(-1, *z.shape))
+                           for rows in z.split(128)])
+        gaps.append(log_q.diagonal() - log_q.logsumexp(1) + math.log(len(z)))
         try:
             means.append(q.mean.reshape(len(idx), -1))
         except NotImplementedError:
@@ -275,6 +315,7 @@ def latent_statistics(
         "active_units": int((activity > threshold).sum()),
         "activity": activity.tolist(),
         "kl_per_dim": None if kls is None else (torch.stack(kls).sum(0) / n).tolist(),
+        "mutual_information": torch.cat(gaps).mean().item(),
     }
 
 

@@ -11,10 +11,11 @@ are ``(x, y)``), ``semi_supervised`` (``labels`` keeps some labels, the model's
 (``test_accuracy`` is logged each epoch).
 """
 
+import functools
 import inspect
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -22,7 +23,7 @@ from torch import nn
 from . import config as configs, runs
 from .checkpoint import CHECKPOINT, load_checkpoint
 from .config import TrainConfig
-from .data import ImageData, binarize, load_dataset, split_validation
+from .data import ImageData, binarize, load_dataset, perturb, split_validation
 from .distributed import rank
 from .evaluate import accuracy
 from .infer import fit, resolve_device
@@ -154,7 +155,7 @@ def train(
         lr_schedule=config.lr_schedule, clip_norm=config.clip_norm or None,
         early_stopping=config.early_stopping,
         step=None if config.step == "auto" else config.step, seed=config.seed, device=device,
-        transform=binarize if config.binarize == "dynamic" else None,
+        transform=_transform(config),
         callbacks=_model_callbacks(model, data, config), run_dir=out,
         checkpoint_every=config.checkpoint_every, checkpoint_steps=config.checkpoint_steps,
         keep_checkpoints=config.keep_checkpoints, max_bad_steps=config.max_bad_steps,
@@ -166,6 +167,20 @@ def train(
     if history and rank() == 0:
         runs.write_figures(model, data, history, out, decode=runs.image_decoder(config, device))
     return model, history
+
+
+def _transform(config: TrainConfig) -> Optional[Callable]:
+    """What each training batch goes through: perturbation, then binarisation."""
+    steps = ([functools.partial(perturb, rate=config.perturb)] if config.perturb else []) + \
+        ([binarize] if config.binarize == "dynamic" else [])
+    if not steps:
+        return None
+
+    def transform(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        for step in steps:
+            x = step(x, generator=generator)
+        return x
+    return transform
 
 
 def _splits(model: nn.Module, data: ImageData, config: TrainConfig):

@@ -59,12 +59,12 @@ one line naming the argument (``data: ...`` for what is in the files).
 """
 
 from .arrays import ARRAY_SUFFIXES
-from .batches import BINARIZE, batch_indices, binarize
+from .batches import BINARIZE, batch_indices, binarize, perturb
 from .dataset import ImageData
 from .folders import IMAGE_EXTENSIONS
 from .idx import IDX_DTYPES, IDX_FILES, idx_shape, load_idx_folder, read_idx, write_idx
 from .labels import check_labels, select_labels
-from .load import load_dataset
+from .load import load_dataset, load_items
 from .memory import FALLBACK_MAX_MEMORY, GiB, default_max_memory
 from .named import CACHE_DIR, DATASETS, TORCHVISION_SETS, embedded_folder
 from .splits import split_validation
@@ -72,7 +72,7 @@ from .splits import split_validation
 __all__ = [
     "ARRAY_SUFFIXES", "BINARIZE", "CACHE_DIR", "DATASETS", "FALLBACK_MAX_MEMORY", "GiB",
     "IDX_DTYPES", "IDX_FILES", "IMAGE_EXTENSIONS", "ImageData", "TORCHVISION_SETS",
-    "batch_indices", "binarize", "check_labels", "default_max_memory", "embedded_folder",
-    "idx_shape", "load_dataset", "load_idx_folder", "read_idx", "select_labels",
+    "batch_indices", "binarize", "check_labels", "perturb", "default_max_memory", "embedded_folder",
+    "idx_shape", "load_dataset", "load_idx_folder", "load_items", "read_idx", "select_labels",
     "split_validation", "write_idx",
 ]

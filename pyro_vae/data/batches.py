@@ -1,5 +1,5 @@
-"""What training draws from in-memory data each epoch: shuffled batches of indices and a
-binarised (Bernoulli) sample of the pixels."""
+"""What training draws from in-memory data each epoch: shuffled batches of indices, a
+binarised (Bernoulli) sample of the pixels, and pixels perturbed by noise."""
 
 from typing import Iterable, Optional
 
@@ -17,6 +17,17 @@ def binarize(x: torch.Tensor, generator: Optional[torch.Generator] = None) -> to
     if generator is not None and generator.device != x.device:
         return torch.bernoulli(x)
     return torch.bernoulli(x, generator=generator)
+
+
+def perturb(x: torch.Tensor, rate: float,
+            generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """``x`` with each value replaced, with probability ``rate``, by a uniform draw from
+    [0, 1] (Ren et al. 2019's input perturbation); same shape and dtype."""
+    if generator is not None and generator.device != x.device:
+        generator = None
+    replace = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) < rate
+    noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return torch.where(replace, noise, x)
 
 
 def batch_indices(

@@ -139,3 +139,23 @@ def _assemble(loaded: _Loaded, path: Path, test_fraction: float, seed: int) -> I
                     test_fraction, seed, ", stratified by class" if labelled else "")
     return ImageData(path.name or str(path), x_train, y_train, x_test, y_test, num_classes,
                      names, str(path), fraction)
+
+
+def load_items(path: Union[str, Path], image_size=None,
+               max_memory: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Every item of the data at ``path`` in its stored order, no split: ``(x, y)`` with
+    ``x: [N, C, H, W]`` in [0, 1] and ``y: [N]`` (``-1`` where unlabelled). A source with
+    a test set of its own gives its training items first."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise _unknown(str(path), True)
+    limit = default_max_memory() if max_memory is None else int(max_memory)
+    x, y, x_test, y_test, _ = _load_path(path, _image_size(image_size), limit)
+    y = _or_unlabelled(y, len(x))
+    if x_test is not None:
+        x, y = torch.cat([x, x_test]), torch.cat([y, _or_unlabelled(y_test, len(x_test))])
+    return x, y
+
+
+def _or_unlabelled(y: Optional[torch.Tensor], n: int) -> torch.Tensor:
+    return torch.full((n,), -1, dtype=torch.int64) if y is None else y

@@ -1,0 +1,209 @@
+r"""Per-example anomaly scores of a trained model; higher means more anomalous.
+
+For each item ``x`` (nats unless stated; ``N_bits = nll / log 2``):
+
+==============  =====================================================================
+``elbo``        ``-ELBO(x) = recon + kl``
+``iwae``        ``-log p(x)`` estimated with K importance samples (Burda et al. 2015)
+``recon``       ``E_q[-log p(x | z)]``, the expected reconstruction error
+``kl``          ``KL(q(z | x) || p(z))``
+``complexity``  ``N_bits(x) - L(x)``: the model's code length minus a lossless
+                compressor's (Serra et al. 2020); simple images are cheap for both
+``ratio``       ``nll(x) - nll_bg(x)``: minus the log-likelihood ratio against a
+                background model trained on perturbed inputs (Ren et al. 2019)
+``latent``      ``(mu(x) - m)^T S^{-1} (mu(x) - m)``: the Mahalanobis distance of the
+                posterior mean from the normal data's codes (mean ``m``, covariance ``S``)
+``dose``        ``-sum_j log k_j(t_j(x))``: the density of the summary statistics
+                ``t = (recon, kl, nll, latent)`` under one-dimensional Gaussian kernel
+                density estimates ``k_j`` fitted on normal data (Morningstar et al. 2021);
+                atypically *good* likelihoods score high too
+==============  =====================================================================
+
+``nll`` is the ``iwae`` estimate when ``iw_samples > 0``, else ``-ELBO``. Grey-level data
+is scored under the run's own likelihood, as it is. ``latent`` and ``dose`` need a
+:class:`Reference` fitted on normal data (:meth:`Scorer.fit`).
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Dict, FrozenSet, Optional, Sequence
+
+import torch
+import pyro.poutine as poutine
+
+from ..evaluate import as_tuple, elbo_terms_per_item, iw_log_likelihood
+from .compress import compressed_bits
+
+
+@dataclass(frozen=True)
+class Score:
+    """A score: the per-item statistics it reads, and how it combines them."""
+
+    needs: FrozenSet[str]
+    compute: Callable[[Dict[str, torch.Tensor], "Reference"], torch.Tensor]
+    needs_reference: bool = False
+
+
+def _need_reference(reference):
+    if reference is None:
+        raise ValueError("score: 'latent' and 'dose' compare with normal data; call "
+                         "Scorer.fit(x_normal) first")
+    return reference
+
+
+SCORES: Dict[str, Score] = {
+    "elbo": Score(frozenset({"recon", "kl"}), lambda s, r: s["recon"] + s["kl"]),
+    "iwae": Score(frozenset({"iwae"}), lambda s, r: s["iwae"]),
+    "recon": Score(frozenset({"recon"}), lambda s, r: s["recon"]),
+    "kl": Score(frozenset({"kl"}), lambda s, r: s["kl"]),
+    "complexity": Score(frozenset({"nll", "compressed_bits"}),
+                        lambda s, r: s["nll"] / math.log(2) - s["compressed_bits"]),
+    "ratio": Score(frozenset({"nll", "background_nll"}),
+                   lambda s, r: s["nll"] - s["background_nll"]),
+    "latent": Score(frozenset({"mean"}), lambda s, r: _need_reference(r).mahalanobis(s["mean"]),
+                    needs_reference=True),
+    "dose": Score(frozenset({"recon", "kl", "nll", "mean"}),
+                  lambda s, r: _need_reference(r).dose(s), needs_reference=True),
+}
+
+
+def _kde_log_density(reference: torch.Tensor, values: torch.Tensor,
+                     chunk: int = 2048) -> torch.Tensor:
+    """``log k(v)`` of a Gaussian kernel density estimate on ``reference: [M]`` with
+    Scott's bandwidth ``h = 1.06 sd M^{-1/5}``, at ``values: [N]``."""
+    reference = reference.double()
+    h = 1.06 * reference.std().clamp_min(1e-6) * len(reference) ** -0.2
+    kernel = torch.distributions.Normal(reference, h)
+    return torch.cat([kernel.log_prob(v[:, None]).logsumexp(1) - math.log(len(reference))
+                      for v in values.double().split(chunk)])
+
+
+class Reference:
+    """What normal data looks like to a model: its codes' mean ``m`` and covariance ``S``
+    (shrunk by ``1e-3 tr(S) / D``), and its summary statistics for ``dose``."""
+
+    DOSE_STATISTICS = ("recon", "kl", "nll", "latent")
+
+    def __init__(self, stats: Dict[str, torch.Tensor]):
+        codes = stats["mean"].double()
+        self.loc = codes.mean(0)
+        cov = torch.atleast_2d(torch.cov(codes.T))
+        ridge = 1e-3 * cov.diagonal().mean().clamp_min(1e-12)
+        self.precision = torch.linalg.inv(cov + ridge * torch.eye(len(cov), dtype=cov.dtype))
+        self.statistics = {k: stats[k].double() for k in ("recon", "kl", "nll")}
+        self.statistics["latent"] = self.mahalanobis(stats["mean"])
+
+    def mahalanobis(self, codes: torch.Tensor) -> torch.Tensor:
+        """Squared Mahalanobis distance of ``codes: [N, D]`` from ``m``: ``[N]``."""
+        d = codes.double().to(self.loc.device) - self.loc
+        return ((d @ self.precision) * d).sum(-1)
+
+    def dose(self, stats: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """``-sum_j log k_j(t_j)`` over :data:`DOSE_STATISTICS`: ``[N]``."""
+        values = dict(stats, latent=self.mahalanobis(stats["mean"]))
+        return -sum(_kde_log_density(self.statistics[k], values[k].double().cpu())
+                    for k in self.DOSE_STATISTICS)
+
+
+def posterior_mean(guide: Callable, *batch: torch.Tensor, site: str = "z",
+                   draws: int = 32) -> torch.Tensor:
+    """``E_q[z | x]`` per item, ``[B, D]``: the guide's ``mean`` where it has one, else
+    the mean of ``draws`` draws (flows)."""
+    trace = poutine.trace(guide).get_trace(*batch)
+    if site not in trace.nodes:
+        raise ValueError(f"score: the guide has no sample site {site!r} to take codes from")
+    q = trace.nodes[site]["fn"]
+    b = batch[0].shape[0]
+    try:
+        return q.mean.reshape(b, -1)
+    except NotImplementedError:
+        rep = torch.arange(b, device=batch[0].device).repeat(draws)
+        trace = poutine.trace(guide).get_trace(*(t[rep] for t in batch))
+        return trace.nodes[site]["value"].reshape(draws, b, -1).mean(0)
+
+
+class Scorer:
+    """Per-item anomaly scores of a trained ``model`` (a :class:`~pyro_vae.models.Model`).
+
+    :param iw_samples: K of the ``iwae`` score, and of ``nll`` wherever it is used;
+        0 uses ``-ELBO`` as ``nll`` (``iwae`` then takes K = 100).
+    :param elbo_samples: draws of ``z`` averaged in ``recon`` (``kl`` is in closed form
+        wherever one is registered).
+    :param background: a model trained on perturbed inputs, for ``ratio``.
+    :param compressor: ``"png"`` or ``"zlib"``, for ``complexity``.
+    """
+
+    def __init__(self, model, iw_samples: int = 0, elbo_samples: int = 1, background=None,
+                 compressor: str = "png", batch_size: int = 500, chunk_size: int = 10000):
+        for name, value in (("iw_samples", iw_samples), ("elbo_samples", elbo_samples - 1),
+                            ("batch_size", batch_size - 1)):
+            if int(value) != value or value < 0:
+                raise ValueError(f"{name}: expected a {'non-negative' if name == 'iw_samples' else 'positive'} integer, got {value!r}")
+        self.model, self.background = model, background
+        self.iw_samples, self.elbo_samples = iw_samples, elbo_samples
+        self.compressor, self.batch_size, self.chunk_size = compressor, batch_size, chunk_size
+        self.reference: Optional[Reference] = None
+
+    def _inputs(self, x: torch.Tensor, y: Optional[torch.Tensor]):
+        device = next(self.model.parameters()).device
+        x = self.model.prepare_data(torch.as_tensor(x), "data").to(device)
+        if not (self.model.uses_labels and not self.model.semi_supervised):
+            return (x,)
+        if y is None:
+            raise ValueError(f"labels: {type(self.model).__name__} scores (x, y) pairs; "
+                             "give the labels of the data")
+        return (x, self.model.prepare_labels(torch.as_tensor(y), len(x)).to(device))
+
+    def _elbo_parts(self, data) -> Dict[str, torch.Tensor]:
+        parts = {"recon": [], "kl": []}
+        s = self.elbo_samples
+        for idx in torch.arange(len(data[0])).split(max(1, self.batch_size // s)):
+            rep = idx.repeat(s).to(data[0].device)  # sample-major: [s, b] after view
+            terms = elbo_terms_per_item(self.model.model, self.model.guide, *(t[rep] for t in data))
+            for key in parts:
+                parts[key].append(terms[key].view(s, len(idx)).mean(0).double().cpu())
+        return {key: torch.cat(v) for key, v in parts.items()}
+
+    def _nll(self, data) -> torch.Tensor:
+        k = self.iw_samples or 100
+        return -iw_log_likelihood(self.model.model, self.model.guide, data, k,
+                                  self.chunk_size).double().cpu()
+
+    @torch.no_grad()
+    def statistics(self, x: torch.Tensor, y: Optional[torch.Tensor] = None,
+                   needs: Sequence[str] = ("recon", "kl", "nll", "mean")) -> Dict[str, torch.Tensor]:
+        """The per-item statistics the scores read, ``[N]`` each (``mean``: ``[N, D]``)."""
+        data, needs, out = self._inputs(x, y), set(needs), {}
+        if needs & {"recon", "kl"} or (needs & {"nll"} and not self.iw_samples):
+            out.update(self._elbo_parts(data))
+        if "iwae" in needs or ("nll" in needs and self.iw_samples):
+            out["iwae"] = self._nll(data)
+        if "nll" in needs:
+            out["nll"] = out["iwae"] if self.iw_samples else out["recon"] + out["kl"]
+        if "mean" in needs:
+            out["mean"] = torch.cat([posterior_mean(self.model.guide, *(t[idx.to(t.device)] for t in data)).double().cpu()
+                                     for idx in torch.arange(len(data[0])).split(self.batch_size)])
+        if "compressed_bits" in needs:
+            out["compressed_bits"] = compressed_bits(data[0], self.compressor)
+        if "background_nll" in needs:
+            if self.background is None:
+                raise ValueError("score: 'ratio' needs a background model (--background RUN)")
+            twin = Scorer(self.background, self.iw_samples, self.elbo_samples,
+                          batch_size=self.batch_size, chunk_size=self.chunk_size)
+            out["background_nll"] = twin.statistics(x, y, ("nll",))["nll"]
+        return out
+
+    def fit(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> "Scorer":
+        """Fit the :class:`Reference` of ``latent`` and ``dose`` on normal items ``x``."""
+        self.reference = Reference(self.statistics(x, y, ("recon", "kl", "nll", "mean")))
+        return self
+
+    def score(self, x: torch.Tensor, y: Optional[torch.Tensor] = None,
+              scores: Sequence[str] = ("elbo",)) -> Dict[str, torch.Tensor]:
+        """``{name: [N]}`` for each of ``scores`` (names of :data:`SCORES`)."""
+        for name in scores:
+            if name not in SCORES:
+                raise ValueError(f"score: expected one of {sorted(SCORES)}, got {name!r}")
+        needs = set().union(*(SCORES[name].needs for name in scores))
+        stats = self.statistics(x, y, sorted(needs))
+        return {name: SCORES[name].compute(stats, self.reference) for name in scores}
