@@ -150,3 +150,77 @@ def save(fig: plt.Figure, path, dpi: int = 120) -> None:
     fig.savefig(buffer, dpi=dpi, format=str(path).rsplit(".", 1)[-1])
     plt.close(fig)
     atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
+def _density_contours(ax, points, label: str) -> None:
+    """Contours of a 2-D histogram of ``points: [M, 2]`` (e.g. prior draws, projected)."""
+    import numpy as np
+
+    points = torch.as_tensor(points).detach().cpu().double().numpy()
+    counts, xs, ys = np.histogram2d(points[:, 0], points[:, 1], bins=30)
+    centres = (xs[:-1] + xs[1:]) / 2, (ys[:-1] + ys[1:]) / 2
+    ax.contour(*centres, counts.T, levels=5, cmap="Greys", linewidths=0.8)
+    ax.plot([], [], color="grey", lw=0.8, label=label)
+
+
+def interpolation(path: torch.Tensor, images: torch.Tensor, prior: torch.Tensor,
+                  codes: Optional[torch.Tensor] = None, axes: Sequence[str] = ("z[0]", "z[1]"),
+                  title: str = "") -> plt.Figure:
+    """A latent path beside its decodes: ``path: [S, 2]`` in a plane of the latent space
+    over the contours of ``prior: [M, 2]`` (draws projected on the plane) and the test
+    ``codes: [N, 2]``; ``images: [S, C, H, W]`` in a row, first to last."""
+    fig = plt.figure(figsize=(4.2 + 0.6 * len(images), 3.8))
+    grid = fig.add_gridspec(1, 2, width_ratios=[3.6, 0.6 * len(images)])
+    ax = fig.add_subplot(grid[0])
+    _density_contours(ax, prior, "prior")
+    if codes is not None:
+        codes = torch.as_tensor(codes).cpu()
+        ax.scatter(codes[:, 0], codes[:, 1], s=3, alpha=0.3, color="C0", label="test codes")
+    path = torch.as_tensor(path).detach().cpu()
+    ax.plot(path[:, 0], path[:, 1], "o-", color="C3", ms=3, label="path")
+    ax.annotate("from", path[0].tolist()), ax.annotate("to", path[-1].tolist())
+    ax.set_xlabel(axes[0]), ax.set_ylabel(axes[1])
+    ax.legend(fontsize=7)
+    _show(fig.add_subplot(grid[1]), images, len(images))
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def class_traversals(images: torch.Tensor, classes: Sequence[int], dims: Sequence[int],
+                     values: Sequence[float], title: str = "") -> plt.Figure:
+    """:func:`latent_traversal` for each class: ``images: [K, len(dims), len(values), C,
+    H, W]``, one block of rows per class of ``classes``."""
+    labels = [f"y={k} z[{d}]" for k in classes for d in dims]
+    fig = labelled_rows(images.flatten(0, 1), labels, title=title)
+    fig.axes[-1].set_xlabel("  ".join(f"{v:+.1f}" for v in values), fontsize=7)
+    return fig
+
+
+def latent_map(panels: Dict[str, torch.Tensor], labels: Optional[torch.Tensor] = None,
+               title: str = "") -> plt.Figure:
+    """Scatter plots of 2-D embeddings of one set of codes, one panel per entry of
+    ``panels`` (name -> ``[N, 2]``), coloured by ``labels: [N]`` when given."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 4.2), squeeze=False)
+    colours = None if labels is None else torch.as_tensor(labels).cpu().numpy()
+    for ax, (name, points) in zip(axes[0], panels.items()):
+        points = torch.as_tensor(points).cpu().numpy()
+        dots = ax.scatter(points[:, 0], points[:, 1], c=colours, cmap="tab10", s=4)
+        ax.set_title(name)
+        ax.set_xticks([]), ax.set_yticks([])
+    if colours is not None:
+        fig.colorbar(dots, ax=list(axes[0]), label="class")
+    fig.suptitle(title)
+    return fig
+
+
+def completions(x: torch.Tensor, observed: torch.Tensor, samples: torch.Tensor,
+                title: str = "") -> plt.Figure:
+    """One row per image: ``x: [B, C, H, W]``, its ``observed`` pixels (white), the
+    observed part alone (hidden pixels grey), then ``samples: [B, S, C, H, W]``."""
+    seen = observed.to(x.device).expand_as(x).float()
+    shown = torch.where(seen.bool(), x, torch.full_like(x, 0.5))
+    rows = torch.cat([x[:, None], 1 - seen[:, None], shown[:, None], samples], 1)
+    fig = labelled_rows(rows, [str(i) for i in range(len(x))], title=title)
+    fig.axes[-1].set_xlabel("input, mask, observed, completions", fontsize=8)
+    return fig
