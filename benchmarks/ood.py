@@ -44,7 +44,10 @@ def _call(command) -> str:
 
 
 def _train(out: Path, args, *flags) -> Path:
-    if not (out / "checkpoint.pt").is_file() or args.retrain:
+    """Train ``out``, or continue it exactly where a stopped benchmark left it."""
+    if (out / "checkpoint.pt").is_file() and not args.retrain:
+        _call(TRAIN + ["--resume", out, "--epochs", args.epochs, *flags])
+    else:
         _call(TRAIN + ["--epochs", args.epochs, "--out", out, "--overwrite", *flags])
     return out
 

@@ -225,10 +225,12 @@ def test_score_threshold_flags_round_trip(run_dir, tmp_path):
 
 def test_held_out_class_reports_metrics_and_figures(run_dir, tmp_path, capsys):
     out = tmp_path / "held.csv"
-    assert main(["score", str(run_dir), "--held-out-class", "1", "--score", "elbo", "complexity",
+    assert main(["score", str(run_dir), "--held-out-class", "1", "--iw-samples", "4",
                  "--num-images", "600", "--json", "--out", str(out)]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert set(result["metrics"]) == {"elbo", "complexity"}
+    # all scores but 'ratio', which needs a background run
+    assert set(result["metrics"]) == {"elbo", "iwae", "recon", "kl", "complexity", "latent",
+                                      "classifier", "dose", "combined"}
     for m in result["metrics"].values():
         assert 0 <= m["auroc"] <= 1 and 0 <= m["fpr_at_95_tpr"] <= 1
     rows = _rows(out)
@@ -255,3 +257,29 @@ def test_data_of_another_shape_is_refused_in_one_line(run_dir, tmp_path, capsys)
     assert main(["score", str(run_dir), "--data", str(tmp_path / "big.npy")]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "data: items of shape (1, 32, 32)" in err and "(1, 28, 28)" in err
+
+
+@torch.no_grad()
+def test_classifier_and_combined_scores_use_normal_data_only():
+    """Two normal classes of codes; an anomaly between them is uncertain to the classifier."""
+    gauss = LinearGaussian(d=4, k=2, s=0.3)
+    x = gauss.sample(1200, seed=5)
+    codes = gauss.posterior(x)[0]
+    y = (codes[:, 0] > 0).long()  # the class is the side of the first code dimension
+    keep = codes[:, 0].abs() > 1.0  # normal data: well inside either class
+    x_normal, y_normal = x[keep], y[keep]
+    half = len(x_normal) // 2
+    scorer = Scorer(gauss).fit(x_normal[:half], y_normal[:half],
+                               calibration=(x_normal[half:], y_normal[half:]))
+    assert set(scorer.reference.null) == {"complexity", "classifier", "latent"}
+    x_between = x[codes[:, 0].abs() < 0.2]
+    s_in = scorer.score(x_normal[half:], scores=["classifier"])["classifier"]
+    s_out = scorer.score(x_between, scores=["classifier"])["classifier"]
+    assert auroc(s_in, s_out) > 0.9
+    combined = scorer.score(x_normal[half:], scores=["combined"])["combined"]
+    # on the calibration items themselves, each p-value is uniform: -2 log p has mean 2
+    assert combined.mean().item() == pytest.approx(2 * 3, rel=0.15)
+    with pytest.raises(ValueError, match="calibration"):
+        Scorer(gauss).fit(x_normal).score(x_between, scores=["combined"])
+    with pytest.raises(ValueError, match="class labels"):
+        Scorer(gauss).fit(x_normal).score(x_between, scores=["classifier"])

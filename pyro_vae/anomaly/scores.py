@@ -13,15 +13,23 @@ For each item ``x`` (nats unless stated; ``N_bits = nll / log 2``):
                 background model trained on perturbed inputs (Ren et al. 2019)
 ``latent``      ``(mu(x) - m)^T S^{-1} (mu(x) - m)``: the Mahalanobis distance of the
                 posterior mean from the normal data's codes (mean ``m``, covariance ``S``)
+``classifier``  ``H[p(c | mu(x))]``: the entropy of the class of the posterior mean under a
+                small classifier fitted on the normal data's codes and class labels (the
+                baseline of Hendrycks & Gimpel 2017, in the latent space); needs labels
+                of the normal classes, never of the anomalies
 ``dose``        ``-sum_j log k_j(t_j(x))``: the density of the summary statistics
                 ``t = (recon, kl, nll, latent)`` under one-dimensional Gaussian kernel
                 density estimates ``k_j`` fitted on normal data (Morningstar et al. 2021);
                 atypically *good* likelihoods score high too
+``combined``    ``-2 sum_j log p_j(x)``: Fisher's combination of the p-values of
+                ``complexity``, ``classifier`` (for labelled data) and ``latent``, each
+                ``p_j = (1 + #{normal items scoring >= s_j(x)}) / (1 + n)`` on held-out
+                normal data (the ``calibration`` of :meth:`Scorer.fit`)
 ==============  =====================================================================
 
 ``nll`` is the ``iwae`` estimate when ``iw_samples > 0``, else ``-ELBO``. Grey-level data
-is scored under the run's own likelihood, as it is. ``latent`` and ``dose`` need a
-:class:`Reference` fitted on normal data (:meth:`Scorer.fit`).
+is scored under the run's own likelihood, as it is. ``latent``, ``classifier`` and ``dose``
+need a :class:`Reference` fitted on normal data (:meth:`Scorer.fit`).
 """
 
 import math
@@ -29,9 +37,11 @@ from dataclasses import dataclass
 from typing import Callable, Dict, FrozenSet, Optional, Sequence
 
 import torch
+from torch import nn
+
 import pyro.poutine as poutine
 
-from ..evaluate import as_tuple, elbo_terms_per_item, iw_log_likelihood
+from ..evaluate import elbo_terms_per_item, iw_log_likelihood
 from .compress import compressed_bits
 
 
@@ -46,8 +56,8 @@ class Score:
 
 def _need_reference(reference):
     if reference is None:
-        raise ValueError("score: 'latent' and 'dose' compare with normal data; call "
-                         "Scorer.fit(x_normal) first")
+        raise ValueError("score: 'latent', 'classifier' and 'dose' compare with normal data; "
+                         "call Scorer.fit(x_normal) first")
     return reference
 
 
@@ -62,9 +72,18 @@ SCORES: Dict[str, Score] = {
                    lambda s, r: s["nll"] - s["background_nll"]),
     "latent": Score(frozenset({"mean"}), lambda s, r: _need_reference(r).mahalanobis(s["mean"]),
                     needs_reference=True),
+    "classifier": Score(frozenset({"mean"}),
+                        lambda s, r: _need_reference(r).class_entropy(s["mean"]),
+                        needs_reference=True),
     "dose": Score(frozenset({"recon", "kl", "nll", "mean"}),
                   lambda s, r: _need_reference(r).dose(s), needs_reference=True),
+    "combined": Score(frozenset({"nll", "compressed_bits", "mean"}),
+                      lambda s, r: _need_reference(r).fisher(
+                          {name: SCORES[name].compute(s, r) for name in r.null}),
+                      needs_reference=True),
 }
+COMBINED = ("complexity", "classifier", "latent")
+"""The scores ``combined`` joins, where they apply."""
 
 
 def _kde_log_density(reference: torch.Tensor, values: torch.Tensor,
@@ -78,13 +97,40 @@ def _kde_log_density(reference: torch.Tensor, values: torch.Tensor,
                       for v in values.double().split(chunk)])
 
 
+def fit_code_classifier(codes: torch.Tensor, labels: torch.Tensor, epochs: int = 60,
+                        seed: int = 0) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A classifier of ``labels: [N]`` (``K`` classes) from ``codes: [N, D]``: standardised
+    codes, one hidden layer of 256 ReLUs, cross-entropy by Adam (lr 1e-3, weight decay
+    1e-4, batches of 256, seeded). Returns ``codes -> p(c | code): [M, K]``."""
+    generator = torch.Generator().manual_seed(seed)
+    codes = codes.double().cpu()
+    loc, scale = codes.mean(0), codes.std(0).clamp_min(1e-6)
+    classes, targets = labels.cpu().unique(return_inverse=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = nn.Sequential(nn.Linear(codes.shape[1], 256), nn.ReLU(),
+                            nn.Linear(256, len(classes))).double()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-4)
+    z = (codes - loc) / scale
+    with torch.enable_grad():
+        for _ in range(epochs):
+            for idx in torch.randperm(len(z), generator=generator).split(256):
+                loss = nn.functional.cross_entropy(net(z[idx]), targets[idx])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+    net.requires_grad_(False)
+    return lambda q: torch.softmax(net((q.double().cpu() - loc) / scale), -1)
+
+
 class Reference:
     """What normal data looks like to a model: its codes' mean ``m`` and covariance ``S``
-    (shrunk by ``1e-3 tr(S) / D``), and its summary statistics for ``dose``."""
+    (shrunk by ``1e-3 tr(S) / D``), a classifier of its classes from the codes (when
+    ``labels`` name two or more), and its summary statistics for ``dose``."""
 
     DOSE_STATISTICS = ("recon", "kl", "nll", "latent")
 
-    def __init__(self, stats: Dict[str, torch.Tensor]):
+    def __init__(self, stats: Dict[str, torch.Tensor], labels: Optional[torch.Tensor] = None):
         codes = stats["mean"].double()
         self.loc = codes.mean(0)
         cov = torch.atleast_2d(torch.cov(codes.T))
@@ -92,6 +138,34 @@ class Reference:
         self.precision = torch.linalg.inv(cov + ridge * torch.eye(len(cov), dtype=cov.dtype))
         self.statistics = {k: stats[k].double() for k in ("recon", "kl", "nll")}
         self.statistics["latent"] = self.mahalanobis(stats["mean"])
+        known = labels is not None and bool((labels >= 0).all()) and len(labels.unique()) > 1
+        self.classify = fit_code_classifier(stats["mean"], labels) if known else None
+        self.null: Dict[str, torch.Tensor] = {}
+
+    def calibrate(self, scores: Dict[str, torch.Tensor]) -> None:
+        """Keep each score of held-out normal items, ``{name: [n]}``, for :meth:`fisher`."""
+        self.null = {name: s.double().cpu().sort().values for name, s in scores.items()}
+
+    def fisher(self, scores: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """``-2 sum_j log p_j`` with the upper-tail p-values of ``scores`` against the
+        calibration scores: ``[N]``."""
+        if not self.null:
+            raise ValueError("score: 'combined' needs held-out normal data: "
+                             "Scorer.fit(x, y, calibration=(x_val, y_val)), or a run "
+                             "trained with --val-fraction")
+        total = 0.0
+        for name, null in self.null.items():
+            at_least = len(null) - torch.searchsorted(null, scores[name].double().cpu())
+            total = total - 2 * torch.log((1 + at_least) / (1 + len(null)))
+        return total
+
+    def class_entropy(self, codes: torch.Tensor) -> torch.Tensor:
+        """``H[p(c | code)] = -sum_c p log p`` of ``codes: [N, D]``: ``[N]`` nats."""
+        if self.classify is None:
+            raise ValueError("score: 'classifier' needs the class labels of the normal data "
+                             "(two classes or more); this data set has none")
+        p = self.classify(codes)
+        return -(p * p.clamp_min(1e-30).log()).sum(-1)
 
     def mahalanobis(self, codes: torch.Tensor) -> torch.Tensor:
         """Squared Mahalanobis distance of ``codes: [N, D]`` from ``m``: ``[N]``."""
@@ -193,9 +267,16 @@ class Scorer:
             out["background_nll"] = twin.statistics(x, y, ("nll",))["nll"]
         return out
 
-    def fit(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> "Scorer":
-        """Fit the :class:`Reference` of ``latent`` and ``dose`` on normal items ``x``."""
-        self.reference = Reference(self.statistics(x, y, ("recon", "kl", "nll", "mean")))
+    def fit(self, x: torch.Tensor, y: Optional[torch.Tensor] = None,
+            calibration: Optional[Sequence] = None) -> "Scorer":
+        """Fit the :class:`Reference` of ``latent``, ``classifier`` and ``dose`` on normal
+        items ``x`` (with their class labels ``y`` for ``classifier``), and with
+        ``calibration = (x_val, y_val)``, other normal items, the null of ``combined``."""
+        self.reference = Reference(self.statistics(x, y, ("recon", "kl", "nll", "mean")),
+                                   None if y is None else torch.as_tensor(y))
+        if calibration is not None:
+            names = [n for n in COMBINED if n != "classifier" or self.reference.classify]
+            self.reference.calibrate(self.score(*calibration, scores=names))
         return self
 
     def score(self, x: torch.Tensor, y: Optional[torch.Tensor] = None,

@@ -37,7 +37,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                    "or every item of a file or folder in its order (default: the run's test set)")
     p.add_argument("--score", nargs="+", default=["all"], metavar="NAME",
                    help=f"scores to compute: {', '.join(SCORES)} or all (default: all; "
-                   "'ratio' only with --background)")
+                   "'ratio' only with --background, 'classifier' only for labelled data, "
+                   "'combined' only for a run with a validation split)")
     p.add_argument("--out", help="CSV file (default: RUN_DIR/scores.csv)")
     p.add_argument("--ood-data", metavar="NAME|PATH", help="anomalies: this data set's test "
                    "split; reports AUROC, AUPRC, FPR at 95%% TPR and writes figures")
@@ -67,12 +68,17 @@ def _settings(args: argparse.Namespace, saved: Optional[Dict]) -> Dict:
     return {**settings, **given}
 
 
-def _score_names(requested: List[str], background: bool) -> List[str]:
+def _score_names(requested: List[str], background: bool, labelled: bool,
+                 validation: bool) -> List[str]:
     if requested == ["all"]:
-        return [name for name in SCORES if name != "ratio" or background]
+        applies = {"ratio": background, "classifier": labelled, "combined": validation}
+        return [name for name in SCORES if applies.get(name, True)]
     for name in requested:
         if name not in SCORES:
             raise ValueError(f"score: expected names of {', '.join(SCORES)} or all, got {name!r}")
+    if "combined" in requested and not validation:
+        raise ValueError("score: 'combined' calibrates on the run's validation split; train "
+                         "it with --val-fraction (e.g. 0.1)")
     if "ratio" in requested and not background:
         raise ValueError("score: 'ratio' needs a background model: pass --background RUN "
                          "(a run trained with --perturb, e.g. 0.2)")
@@ -187,14 +193,15 @@ def _score(args: argparse.Namespace) -> int:
     run = load_run(args)
     settings = _settings(args, load_thresholds(run.folder))
     background = Run.load(settings["background"], args.device).model if settings["background"] else None
-    names = _score_names(args.score, background is not None)
+    reference, validation = normal_splits(run)
+    labelled = bool((reference[1] >= 0).all()) and len(reference[1].unique()) > 1
+    names = _score_names(args.score, background is not None, labelled, validation is not None)
     scorer = Scorer(run.model, settings["iw_samples"], settings["elbo_samples"], background,
                     settings["compressor"])
     torch.manual_seed(args.seed)
     x, y = _items(run, args.data, args.num_images, "data")
-    reference, validation = normal_splits(run)
     if any(SCORES[n].needs_reference for n in names) or args.ood_data or args.held_out_class is not None:
-        scorer.fit(*reference)
+        scorer.fit(*reference, calibration=validation if "combined" in names else None)
     x_in, y_in, x_out, y_out = _anomalies(run, args, x, y)
     s_in = scorer.score(x_in, y_in, names)
     thresholds = _thresholds(args, run, scorer, names, validation, settings)
