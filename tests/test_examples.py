@@ -63,3 +63,11 @@ def test_custom_model_through_fit_train_and_the_shell(tmp_path, monkeypatch, cap
 def test_every_example_is_run_by_a_test(script):
     mentioned = any(f'"{script}"' in t.read_text() for t in TESTS.glob("test_*.py"))
     assert mentioned, f"examples/{script} is run by no test: add one with tiny flags"
+
+
+def test_anomaly(tmp_path, monkeypatch, capsys):
+    run_example("anomaly.py", ["--epochs", "1", "--num-train", "400", "--num-test", "200",
+                               "--out", str(tmp_path)], monkeypatch)
+    out = capsys.readouterr().out
+    assert "classifier  AUROC" in out and "combined    AUROC" in out
+    assert (tmp_path / "roc.png").is_file() and (tmp_path / "histograms.png").is_file()

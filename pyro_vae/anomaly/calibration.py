@@ -27,7 +27,7 @@ def _as_model_data(config, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def normal_splits(run, reference_size: int = 5000):
+def normal_splits(run, reference_size: int = 10000):
     """``((x_ref, y_ref), (x_val, y_val) or None)``: normal items of ``run`` for the
     reference (a seeded draw of at most ``reference_size`` training items) and for
     thresholds (the run's validation split, ``None`` when it has none)."""
