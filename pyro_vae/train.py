@@ -11,7 +11,6 @@ are ``(x, y)``), ``semi_supervised`` (``labels`` keeps some labels, the model's
 (``test_accuracy`` is logged each epoch).
 """
 
-import functools
 import inspect
 import logging
 from pathlib import Path
@@ -171,15 +170,13 @@ def train(
 
 def _transform(config: TrainConfig) -> Optional[Callable]:
     """What each training batch goes through: perturbation, then binarisation."""
-    steps = ([functools.partial(perturb, rate=config.perturb)] if config.perturb else []) + \
-        ([binarize] if config.binarize == "dynamic" else [])
-    if not steps:
+    if not config.perturb and config.binarize != "dynamic":
         return None
 
     def transform(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        for step in steps:
-            x = step(x, generator=generator)
-        return x
+        if config.perturb:
+            x = perturb(x, config.perturb, generator)
+        return binarize(x, generator) if config.binarize == "dynamic" else x
     return transform
 
 

@@ -283,3 +283,12 @@ def test_classifier_and_combined_scores_use_normal_data_only():
         Scorer(gauss).fit(x_normal).score(x_between, scores=["combined"])
     with pytest.raises(ValueError, match="class labels"):
         Scorer(gauss).fit(x_normal).score(x_between, scores=["classifier"])
+
+
+def test_train_with_perturb_writes_a_background_run(tmp_path, capsys):
+    out = tmp_path / "bg"
+    assert main(["train", "--out", str(out), "--perturb", "0.2", "--binarize", "dynamic",
+                 *TINY]) == 0
+    assert json.loads((out / "config.json").read_text())["perturb"] == 0.2
+    assert main(["train", "--out", str(tmp_path / "bad"), "--perturb", "1.5", *TINY]) == 2
+    assert "perturb: expected a share in [0, 1)" in capsys.readouterr().err
