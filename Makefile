@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 RUN    ?= runs/demo
 
-.PHONY: install demo test test-all bench-baseline bench-speed bench-host bench-parts bench-soak bench-cvae bench-nets bench-m2 beta-vae clean
+.PHONY: install demo test test-all bench-baseline bench-speed bench-host bench-parts bench-soak bench-cvae bench-nets bench-m2 bench-ood beta-vae figures clean
 
 install: $(VENV)/.installed
 
@@ -47,6 +47,13 @@ beta-vae: install
 bench-cvae: install
 	OMP_NUM_THREADS=1 $(PY) benchmarks/cvae.py
 
+# FID and precision/recall of the default VAE's samples against the floor of real images,
+# in a classifier's features (docs/variants.md); under 1 min on one core, +1.5 min once
+.PHONY: bench-quality
+bench-quality: install
+	OMP_NUM_THREADS=1 $(PY) -m pyro_vae train --dataset mnist-10k --epochs 10 --out runs/quality --overwrite --quiet
+	OMP_NUM_THREADS=1 $(PY) -m pyro_vae evaluate runs/quality --sample-quality
+
 # conv against MLP networks, IWAE NLL at K=1000 (docs/networks.md)
 bench-nets: install
 	OMP_NUM_THREADS=1 $(PY) benchmarks/nets.py
@@ -58,5 +65,31 @@ bench-m2: install
 	OMP_NUM_THREADS=1 $(PY) benchmarks/m2.py --dataset fashion-mnist --methods m1-labels-only m1+m2 \
 		--m1-epochs 15 --m1m2-epochs 10
 
+# the six figures of the VAE story and their numbers (docs/figures.md); the small runs it
+# trains are kept in runs/figures/runs and reused: a few minutes on one core the first time
+figures: install
+	OMP_NUM_THREADS=1 $(PY) -m pyro_vae figures --out runs/figures
+
+# anomaly scores' AUROC: Fashion-MNIST against MNIST (3 seeds), each held-out digit, conv nets
+# (docs/anomaly.md; needs `apt-get install dataset-fashion-mnist`; about 1.5 h on one core)
+bench-ood: install
+	OMP_NUM_THREADS=1 $(PY) benchmarks/ood.py fashion --seeds 0 1 2
+	OMP_NUM_THREADS=1 $(PY) benchmarks/ood.py heldout --epochs 20
+	OMP_NUM_THREADS=1 $(PY) benchmarks/ood.py best --no-background
+
 clean:
 	rm -rf runs .pytest_cache build dist *.egg-info
+
+# The documentation site (docs/): Sphinx with warnings as errors; open docs/_build/html/index.html
+.PHONY: docs graphs
+
+$(VENV)/.installed-docs: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[docs]'
+	touch $@
+
+docs: $(VENV)/.installed-docs
+	OMP_NUM_THREADS=1 $(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+
+# render_model graphs of every registered model into docs/graphs/ (needs Graphviz's dot)
+graphs: $(VENV)/.installed-docs
+	OMP_NUM_THREADS=1 $(PY) docs/_ext/model_graphs.py docs/graphs
