@@ -396,7 +396,7 @@ def latent_interpolation(model: VAE, x_from: torch.Tensor, x_to: torch.Tensor, s
     ax.legend(fontsize=8, loc="lower left")
     row_axes = [fig.add_axes([0.4, 0.55 - 0.45 * i, 0.58, 0.4]) for i in range(len(paths))]
     for row_ax, row, name in zip(row_axes, images, paths):
-        plots._show(row_ax, row, steps)  # the mosaic drawing of plots.image_grid
+        plots.show_images(row_ax, row, steps)
         row_ax.set_title(f"decoded along the {name} path")
     return numbers, fig
 

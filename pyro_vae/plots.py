@@ -26,7 +26,8 @@ def _tile(images: torch.Tensor, nrow: int, pad: int = 1) -> torch.Tensor:
     return canvas.permute(1, 2, 0)
 
 
-def _show(ax, images: torch.Tensor, nrow: int) -> None:
+def show_images(ax, images: torch.Tensor, nrow: int) -> None:
+    """Draw ``images: [N, C, H, W]`` in [0, 1] on ``ax`` as a mosaic of ``nrow`` per row."""
     mosaic = _tile(images, nrow).numpy()  # matplotlib wants arrays, not tensors
     if mosaic.shape[-1] == 1:
         ax.imshow(mosaic[..., 0], cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
@@ -40,7 +41,7 @@ def image_grid(images: torch.Tensor, nrow: Optional[int] = None, title: str = ""
     nrow = nrow or math.ceil(math.sqrt(len(images)))
     rows = math.ceil(len(images) / nrow)
     fig, ax = plt.subplots(figsize=(0.6 * nrow + 0.4, 0.6 * rows + 0.7))
-    _show(ax, images, nrow)
+    show_images(ax, images, nrow)
     if title:
         ax.set_title(title)
     fig.tight_layout()
@@ -52,7 +53,7 @@ def labelled_rows(images: torch.Tensor, labels: Sequence[str], title: str = "") 
     rows, per_row = images.shape[:2]
     fig, axes = plt.subplots(rows, 1, figsize=(0.6 * per_row + 1.0, 0.62 * rows + 0.6))
     for ax, row, label in zip(list(getattr(axes, "flat", [axes])), images, labels):
-        _show(ax, row, per_row)
+        show_images(ax, row, per_row)
         ax.set_axis_on()
         ax.set_xticks([])
         ax.set_yticks([])
@@ -181,7 +182,7 @@ def interpolation(path: torch.Tensor, images: torch.Tensor, prior: torch.Tensor,
     ax.annotate("from", path[0].tolist()), ax.annotate("to", path[-1].tolist())
     ax.set_xlabel(axes[0]), ax.set_ylabel(axes[1])
     ax.legend(fontsize=7)
-    _show(fig.add_subplot(grid[1]), images, len(images))
+    show_images(fig.add_subplot(grid[1]), images, len(images))
     fig.suptitle(title)
     fig.tight_layout()
     return fig
