@@ -4,7 +4,7 @@ Trains one CVAE on mnist-10k as ``pyro-vae train --model cvae`` does by default 
 epochs, batches of 128, Adam 1e-3, Trace_ELBO, seed 0, z_dim 50, convolutional
 networks, the label-dependent prior p(z | y) with class means spread by 2), draws ``--per-class`` images of every class
 as ``pyro-vae sample --label k`` does (z ~ p(z | y = k), the mean image of
-p(x | z, y = k)) and lets an independent classifier (``benchmarks/classifier.py``,
+p(x | z, y = k)) and lets an independent classifier (:mod:`pyro_vae.quality.classifier`,
 trained on real images only) label them. Prints, per class, the share recognised as
 the class asked for, then the overall share, the worst class, the classifier's own
 test accuracy and the CVAE's test -ELBO(x, y).
@@ -31,8 +31,7 @@ import pyro
 
 from pyro_vae import CVAE, fit, load_dataset
 from pyro_vae.priors import ClassNormal
-
-import classifier as judge  # benchmarks/classifier.py, beside this file
+from pyro_vae.quality import CACHE, EPOCHS, load_or_train, predict
 
 
 def recognised(cvae: CVAE, net, num_classes: int, per_class: int, seed: int) -> list:
@@ -42,7 +41,7 @@ def recognised(cvae: CVAE, net, num_classes: int, per_class: int, seed: int) -> 
     hits = []
     for k in range(num_classes):
         torch.manual_seed(seed)
-        hits.append((judge.predict(net, cvae.generate(per_class, y=k)) == k).float().mean().item())
+        hits.append((predict(net, cvae.generate(per_class, y=k)) == k).float().mean().item())
     return hits
 
 
@@ -63,9 +62,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--run", help="score the run folder of `pyro-vae train --model cvae` "
                    "instead of training here")
     p.add_argument("--dataset", default="mnist-10k")
-    p.add_argument("--classifier-epochs", type=int, default=15)
+    p.add_argument("--classifier-epochs", type=int, default=EPOCHS)
     p.add_argument("--classifier-seed", type=int, default=0)
-    p.add_argument("--cache", default=str(judge.CACHE), help="folder of the cached classifier")
+    p.add_argument("--cache", default=str(CACHE), help="folder of the cached classifier")
     return p
 
 
@@ -104,7 +103,9 @@ def main(argv=None):
     args = parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     data = load_dataset(args.dataset)
-    net = judge.load_or_train(data, args.classifier_epochs, args.classifier_seed, Path(args.cache))
+    judge = load_or_train(data, args.classifier_epochs, args.classifier_seed, Path(args.cache))
+    print(f"# {judge.summary}", flush=True)
+    net = judge.net
     t0 = time.perf_counter()
     result = score_run(args, data, net) if args.run else measure(args, data, net)
     spread = f" (class means spread {args.loc_scale:g})" if args.prior == "class" else ""

@@ -172,6 +172,14 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
                    "(nll, bits_per_dim); 0 skips it; the literature uses 5000 (default: 0)")
     p.add_argument("--num-images", type=int, metavar="N",
                    help="evaluate the first N test images (default: all)")
+    p.add_argument("--sample-quality", action="store_true",
+                   help="FID and precision/recall (k = 3) of samples and reconstructions "
+                   "against the test set, and of real training images (the floor), in the "
+                   "features of a classifier of the data set (trained once, cached); not "
+                   "Inception FIDs")
+    p.add_argument("--quality-samples", type=int, metavar="N",
+                   help="images on each side of each comparison (default: min(test set "
+                   "size, 2000))")
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -179,7 +187,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"iw_samples: expected a non-negative integer, got {args.iw_samples}")
     if args.num_images is not None and args.num_images < 1:
         raise ValueError(f"num_images: expected a positive integer, got {args.num_images}")
+    if args.quality_samples is not None and not args.sample_quality:
+        raise ValueError("quality_samples: only used with --sample-quality")
+    if args.quality_samples is not None and args.quality_samples < 2:
+        raise ValueError(f"quality_samples: expected an integer >= 2, got {args.quality_samples}")
     run = load_run(args)
+    if args.sample_quality and getattr(run.config, "features", None):
+        raise ValueError("sample_quality: the run models a VAE's codes (features), not "
+                         "images; evaluate the images' VAE instead")
     model = run.model
     x_test, y_test = test_data(run, args)
     labelled = model.uses_labels and not model.semi_supervised
@@ -190,6 +205,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if model.classifies:
         result["test_accuracy"] = accuracy(model.classify, x_test, y_test, args.batch_size)
     result.update(num_images=len(x_test), checkpoint=run.checkpoint.name, epoch=run.epoch)
+    if args.sample_quality:
+        result.update(_sample_quality(run, args))
     if args.json:
         print(json.dumps(result))
         return 0
@@ -198,6 +215,18 @@ def _evaluate(args: argparse.Namespace) -> int:
             value = " ".join(f"{v:.2f}" for v in value)
         print(f"{key:>12}  {value:.4f}" if isinstance(value, float) else f"{key:>12}  {value}")
     return 0
+
+
+def _sample_quality(run: runs.Run, args: argparse.Namespace) -> dict:
+    """:func:`pyro_vae.quality.sample_quality` of the run against its data set (or
+    ``args.data``), with pixel intensities as stored (no binarising)."""
+    from .quality import sample_quality
+    from .train import prepare_data
+
+    config = dataclasses.replace(run.config, binarize="none")
+    if args.data:
+        config = dataclasses.replace(config, data=args.data, data_dir=None)
+    return sample_quality(run.model, prepare_data(config), args.quality_samples, args.seed)
 
 
 def _sample_arguments(p: argparse.ArgumentParser) -> None:

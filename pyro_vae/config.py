@@ -74,8 +74,8 @@ class TrainConfig:
     """Everything a run shares whatever its model; see the module docstring."""
 
     # data
-    data: str = option("mnist-10k", "a registered data set (mnist-10k, mnist, fashion-mnist, "
-                       "kmnist) or a path: a folder of images (one subfolder per class), a "
+    data: str = option("mnist-10k", "a registered data set (mnist-10k, coloured-mnist-10k, "
+                       "mnist, fashion-mnist, kmnist) or a path: a folder of images (one subfolder per class), a "
                        ".npy/.npz array, or a folder of IDX files", "data", flags=("--dataset",))
     data_dir: str = option(None, "folder holding a registered data set's IDX files", "data")
     image_size: int = option(None, "resize every image to this many pixels a side", "data",

@@ -6,6 +6,8 @@ takes a registered name or a path:
 
 ==========================  ===============================================================
 ``mnist-10k``               10,000 real MNIST digits shipped with the package (8k/2k)
+``coloured-mnist-10k``      the same digits ``[3, 28, 28]``, each in its own random
+                            foreground and background colours (seeded, made on load)
 ``mnist``                   MNIST (60k/10k), from IDX files or torchvision's download
 ``fashion-mnist``           Fashion-MNIST (60k/10k); also found where Debian's package
                             ``dataset-fashion-mnist`` installs it
@@ -60,19 +62,21 @@ one line naming the argument (``data: ...`` for what is in the files).
 
 from .arrays import ARRAY_SUFFIXES
 from .batches import BINARIZE, batch_indices, binarize, perturb
+from .coloured import colourise
 from .dataset import ImageData
 from .folders import IMAGE_EXTENSIONS
 from .idx import IDX_DTYPES, IDX_FILES, idx_shape, load_idx_folder, read_idx, write_idx
 from .labels import check_labels, select_labels
 from .load import load_dataset, load_items
 from .memory import FALLBACK_MAX_MEMORY, GiB, default_max_memory
-from .named import CACHE_DIR, DATASETS, TORCHVISION_SETS, embedded_folder
+from .named import CACHE_DIR, DATASETS, DERIVED, TORCHVISION_SETS, embedded_folder
 from .splits import split_validation
 
 __all__ = [
-    "ARRAY_SUFFIXES", "BINARIZE", "CACHE_DIR", "DATASETS", "FALLBACK_MAX_MEMORY", "GiB",
-    "IDX_DTYPES", "IDX_FILES", "IMAGE_EXTENSIONS", "ImageData", "TORCHVISION_SETS",
-    "batch_indices", "binarize", "check_labels", "perturb", "default_max_memory", "embedded_folder",
+    "ARRAY_SUFFIXES", "BINARIZE", "CACHE_DIR", "DATASETS", "DERIVED", "FALLBACK_MAX_MEMORY",
+    "GiB", "IDX_DTYPES", "IDX_FILES", "IMAGE_EXTENSIONS", "ImageData", "TORCHVISION_SETS",
+    "batch_indices", "binarize", "check_labels", "colourise", "perturb", "default_max_memory",
+    "embedded_folder",
     "idx_shape", "load_dataset", "load_idx_folder", "load_items", "read_idx", "select_labels",
     "split_validation", "write_idx",
 ]

@@ -1,4 +1,5 @@
-"""The registered data sets :data:`DATASETS`: ``mnist-10k``, shipped with the package, and
+"""The registered data sets :data:`DATASETS`: ``mnist-10k``, shipped with the package,
+sets made on the fly from another (:data:`DERIVED`: ``coloured-mnist-10k``), and
 torchvision's MNIST-like sets, read from IDX files in ``data_dir``, the cache folder or
 known system folders, else downloaded by torchvision into the cache folder."""
 
@@ -7,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import List, Optional
 
+from .coloured import coloured
 from .dataset import ImageData
 from .idx import IDX_FILES, _find, load_idx_folder
 
@@ -16,7 +18,9 @@ TORCHVISION_SETS = {
     "fashion-mnist": ("FashionMNIST", ["/usr/share/datasets/fashion-mnist"]),
     "kmnist": ("KMNIST", []),
 }
-DATASETS = ["mnist-10k", *TORCHVISION_SETS]
+# name -> (the registered set it is made from, (data, name, max_memory) -> the made set)
+DERIVED = {"coloured-mnist-10k": ("mnist-10k", coloured)}
+DATASETS = ["mnist-10k", *DERIVED, *TORCHVISION_SETS]
 CACHE_DIR = Path(os.environ.get("PYRO_VAE_DATA", Path.home() / ".cache" / "pyro_vae"))
 
 
@@ -32,6 +36,9 @@ def _search_dirs(name: str, data_dir: Optional[str]) -> List[Path]:
 
 
 def _load_named(name: str, data_dir, download: bool, size, limit) -> ImageData:
+    if name in DERIVED:
+        base, make = DERIVED[name]
+        return make(_load_named(base, data_dir, download, size, limit), name, limit)
     if name == "mnist-10k":
         return load_idx_folder(Path(data_dir) if data_dir else embedded_folder(), name,
                                image_size=size, max_memory=limit)
