@@ -153,14 +153,20 @@ def save(fig: plt.Figure, path, dpi: int = 120) -> None:
     atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
 
-def _density_contours(ax, points, label: str) -> None:
-    """Contours of a 2-D histogram of ``points: [M, 2]`` (e.g. prior draws, projected)."""
-    import numpy as np
-
-    points = torch.as_tensor(points).detach().cpu().double().numpy()
-    counts, xs, ys = np.histogram2d(points[:, 0], points[:, 1], bins=30)
-    centres = (xs[:-1] + xs[1:]) / 2, (ys[:-1] + ys[1:]) / 2
-    ax.contour(*centres, counts.T, levels=5, cmap="Greys", linewidths=0.8)
+def _density_contours(ax, points, label: str, grid: int = 60) -> None:
+    """Contours of a Gaussian kernel density estimate (Scott's bandwidth) of
+    ``points: [M, 2]`` (e.g. prior draws, projected) on a ``grid x grid`` mesh."""
+    points = torch.as_tensor(points).detach().cpu().double()
+    lo, hi = points.quantile(0.005, dim=0), points.quantile(0.995, dim=0)
+    pad = 0.15 * (hi - lo)
+    axes = [torch.linspace(float(lo[i] - pad[i]), float(hi[i] + pad[i]), grid) for i in (0, 1)]
+    mesh = torch.stack(torch.meshgrid(*axes, indexing="xy"), -1).reshape(-1, 2).double()
+    h = points.std(0).clamp_min(1e-6) * len(points) ** (-1 / 6)
+    density = torch.zeros(len(mesh), dtype=torch.float64)
+    for chunk in points.split(1000):
+        density += torch.exp(-0.5 * (((mesh[:, None] - chunk) / h) ** 2).sum(-1)).sum(1)
+    ax.contour(axes[0].numpy(), axes[1].numpy(), density.reshape(grid, grid).numpy(),
+               levels=5, cmap="Greys", linewidths=0.8)
     ax.plot([], [], color="grey", lw=0.8, label=label)
 
 
