@@ -278,7 +278,7 @@ class ClassNormal(nn.Module):
 
 
 class FlowPrior(nn.Module):
-    r"""p(z): N(0, I) pushed through ``num_layers`` masked autoregressive flows.
+    r"""p(z): N(0, I) pushed through ``num_layers`` masked autoregressive flows::
 
         f = f_L o ... o f_1,   z = f^{-1}(e),   e ~ N(0, I),
         log p(z) = log N(f(z); 0, I) + log |det df/dz|

@@ -66,6 +66,7 @@ class CVAE(VAE):
     :param prior: as for :class:`VAE`, default ``"class"``.
     :param net: as for :class:`VAE`, default ``"conv"``: with the label-dependent prior it
         draws the asked class 99.8% of the time (``docs/variants.md``).
+
     Other parameters as for :class:`VAE`.
     """
 

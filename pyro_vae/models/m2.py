@@ -67,6 +67,7 @@ class M2(CVAE):
     :param enum_discrete: ``"parallel"``, ``"sequential"`` or ``"none"`` (sample y).
     :param prior: as for :class:`VAE`, default N(0, I) as in the paper.
     :param net: as for :class:`VAE`, default ``"mlp"`` as in the paper.
+
     Other parameters as for :class:`VAE`.
     """
 
