@@ -210,11 +210,14 @@ def _elbo(config: TrainConfig, model: nn.Module):
 
 
 def _model_callbacks(model: nn.Module, data: ImageData, config: TrainConfig) -> List[cb.Callback]:
-    """KL warm-up for a model with ``beta``; ``test_accuracy`` for one that classifies."""
+    """KL warm-up for a model with ``beta``; the temperature schedule of a relaxed
+    categorical code; ``test_accuracy`` for one that classifies."""
     out: List[cb.Callback] = []
     warmup = getattr(config, "warmup", "none")
     if warmup != "none":
         out.append(cb.KLWarmup(model, SCHEDULES[warmup](config.warmup_epochs)))
+    if getattr(config, "temperature_rate", 0) and config.estimator != "score-function":
+        out.append(cb.Temperature(model, model.temperature_at))
     if model.classifies:
         def test_accuracy() -> Dict[str, float]:
             device = next(model.parameters()).device

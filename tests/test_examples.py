@@ -71,3 +71,11 @@ def test_anomaly(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "classifier  AUROC" in out and "combined    AUROC" in out
     assert (tmp_path / "roc.png").is_file() and (tmp_path / "histograms.png").is_file()
+
+
+def test_categorical_vae(tmp_path, monkeypatch, capsys):
+    run_example("categorical_vae.py", ["--epochs", "1", "--num-train", "256", "--hidden", "32",
+                                       "--out", str(tmp_path)], monkeypatch)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["relaxed", "straight-through", "score-function"]
+    assert (tmp_path / "samples.png").is_file() and (tmp_path / "traversal.png").is_file()

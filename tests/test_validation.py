@@ -126,7 +126,7 @@ def test_model_refuses(kwargs, message):
 def test_unknown_elbo_and_dataset():
     with pytest.raises(ValueError, match=r"^elbo: expected one of \[.*'Trace_ELBO'\], got 'ELBO' \(did you mean '\w+'\?\)$"):
         make_elbo("ELBO")
-    with pytest.raises(ValueError, match=r"^dataset: expected one of \['mnist-10k', 'mnist', "
+    with pytest.raises(ValueError, match=r"^dataset: expected one of \['mnist-10k', 'coloured-mnist-10k', 'mnist', "
                                          r"'fashion-mnist', 'kmnist'\] or a path to a folder, .npy or .npz file, got 'cifar'$"):
         load_dataset("cifar")
 
@@ -252,7 +252,7 @@ CLI_CASES = {
              f"elbo: expected one of {['auto', *sorted(ELBOS)]}, got 'TraceELBO' "
              "(did you mean 'Trace_ELBO'?)"),
     "dataset": ({}, ["--dataset", "cifar"],
-                "dataset: expected one of ['mnist-10k', 'mnist', 'fashion-mnist', 'kmnist'] "
+                "dataset: expected one of ['mnist-10k', 'coloured-mnist-10k', 'mnist', 'fashion-mnist', 'kmnist'] "
                 "or a path to a folder, .npy or .npz file, got 'cifar'"),
     "data dir missing": ({}, ["--data-dir", "/nonexistent/mnist"],
                          "data_dir: /nonexistent/mnist is not a folder"),

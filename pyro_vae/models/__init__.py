@@ -10,6 +10,7 @@ import inspect
 from typing import Any, Dict, Type
 
 from .base import Model
+from .categorical import CategoricalVAE
 from .cvae import CVAE
 from .m2 import M2
 from .vae import VAE
@@ -18,6 +19,7 @@ MODELS: Dict[str, Type[Model]] = {
     "vae": VAE,
     "cvae": CVAE,
     "m2": M2,
+    "categorical": CategoricalVAE,
 }
 
 
@@ -62,5 +64,5 @@ def model_defaults(cls: Type[Model]) -> Dict[str, Any]:
     return out
 
 
-__all__ = ["CVAE", "M2", "MODELS", "Model", "VAE", "model_class", "model_defaults",
+__all__ = ["CVAE", "CategoricalVAE", "M2", "MODELS", "Model", "VAE", "model_class", "model_defaults",
            "register_model"]

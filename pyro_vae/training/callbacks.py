@@ -389,3 +389,18 @@ def load_best(run_dir) -> Optional[Dict[str, Any]]:
     path = Path(run_dir) / BEST
     return load_checkpoint(path) if path.is_file() else None
 
+
+
+# ------------------------------------------------------------ temperature
+class Temperature(StepHook):
+    """``model.temperature = schedule(t)`` before each step, ``t`` the progress in epochs
+    (e.g. :meth:`~pyro_vae.models.categorical.CategoricalVAE.temperature_at`). Derived
+    from the step count, so a resumed run continues the schedule exactly;
+    ``temperature`` is logged each epoch."""
+
+    def __init__(self, model, schedule: Callable[[float], float]):
+        self.model = model
+        super().__init__(lambda t: setattr(model, "temperature", schedule(t)))
+
+    def on_epoch_end(self, state, metrics):
+        metrics["temperature"] = self.model.temperature
