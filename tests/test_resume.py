@@ -162,6 +162,7 @@ def _identity(path):
     return st.st_ino, st.st_mtime_ns
 
 
+@pytest.mark.slow  # five processes; test_faults.py and test_checkpoint.py keep the fast paths
 def test_sigkill_and_sigterm_at_random_moments_then_resume_is_bit_identical(
         tmp_path, idx_folder, capsys):
     """Five processes: killed by SIGKILL half-way through a checkpoint write (a test

@@ -122,9 +122,6 @@ def _thresholds(args, run: Run, scorer: Scorer, names, validation, settings) -> 
     saved = load_thresholds(run.folder)
     if args.threshold_quantile is None:
         return {k: v for k, v in (saved or {}).get("thresholds", {}).items() if k in names}
-    if validation is None:
-        raise ValueError("threshold_quantile: the run has no validation split to calibrate "
-                         "on; train it with --val-fraction (e.g. 0.1)")
     scores = scorer.score(*validation, scores=names)
     thresholds = {k: quantile_threshold(v, args.threshold_quantile) for k, v in scores.items()}
     path = save_thresholds(run.folder, args.threshold_quantile, thresholds, settings)
@@ -198,11 +195,14 @@ def _score(args: argparse.Namespace) -> int:
     names = _score_names(args.score, background is not None, labelled, validation is not None)
     scorer = Scorer(run.model, settings["iw_samples"], settings["elbo_samples"], background,
                     settings["compressor"])
+    if args.threshold_quantile is not None and validation is None:
+        raise ValueError("threshold_quantile: the run has no validation split to calibrate "
+                         "on; train it with --val-fraction (e.g. 0.1)")
     torch.manual_seed(args.seed)
     x, y = _items(run, args.data, args.num_images, "data")
-    if any(SCORES[n].needs_reference for n in names) or args.ood_data or args.held_out_class is not None:
+    x_in, y_in, x_out, y_out = _anomalies(run, args, x, y)  # bad flags end here, before work
+    if any(SCORES[n].needs_reference for n in names) or x_out is not None:
         scorer.fit(*reference, calibration=validation if "combined" in names else None)
-    x_in, y_in, x_out, y_out = _anomalies(run, args, x, y)
     s_in = scorer.score(x_in, y_in, names)
     thresholds = _thresholds(args, run, scorer, names, validation, settings)
     out = Path(args.out or Path(args.run_dir) / "scores.csv")
