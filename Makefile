@@ -71,7 +71,7 @@ figures: install
 	OMP_NUM_THREADS=1 $(PY) -m pyro_vae figures --out runs/figures
 
 # anomaly scores' AUROC: Fashion-MNIST against MNIST (3 seeds), each held-out digit, conv nets
-# (docs/anomaly.md; needs `apt-get install dataset-fashion-mnist`; about 1.5 h on one core)
+# (docs/anomaly.md; needs `apt-get install dataset-fashion-mnist`; about 2 h on one core)
 bench-ood: install
 	OMP_NUM_THREADS=1 $(PY) benchmarks/ood.py fashion --seeds 0 1 2
 	OMP_NUM_THREADS=1 $(PY) benchmarks/ood.py heldout --epochs 20
