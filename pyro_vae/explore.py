@@ -20,6 +20,7 @@ weights ``w_k / sum_j w_j`` make the posterior mean ``sum_k w_k E[x | z_k]`` and
 resampled draws of ``p(z | observed pixels)``. See ``docs/explore.md``.
 """
 
+import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -128,14 +129,16 @@ def interpolate(model, x_from: torch.Tensor, x_to: torch.Tensor, steps: int = 10
     for a classifying model, its guesses); each code on the path is decoded with the
     label of its nearer endpoint, so the ends are the two reconstructions. Returns
     ``(z [steps, D], decode(z) [steps, C, H, W])``; ``path`` as in :func:`latent_path`.
+    Codes of another :attr:`~pyro_vae.models.Model.latent_shape` (a categorical model's
+    ``[N, K]`` probabilities) are flattened to ``D = N K`` values for the path.
     """
     x = torch.stack([x_from, x_to])
     labels = model_labels(model, y, 2, x)
-    z = model.encode(x, labels)
+    z = model.encode(x, labels).flatten(1)
     codes = latent_path(z[0], z[1], steps, path)
     if labels is not None:
         labels = labels[(torch.linspace(0, 1, len(codes)) >= 0.5).long().to(labels.device)]
-    return codes, model.decode(codes, labels)
+    return codes, model.decode(codes.unflatten(-1, model.latent_shape), labels)
 
 
 def pca_plane(codes: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -193,6 +196,29 @@ def traverse(model, z: torch.Tensor, dims: Sequence[int], values: Sequence[float
     return images.reshape(len(dims), len(values), *images.shape[1:])
 
 
+def categorical_order(probs: torch.Tensor) -> List[int]:
+    """Categorical latents, most used first, by their mean KL from the uniform prior,
+    ``E_x[log K + sum_k q_k log q_k]``, over the posteriors ``probs: [B, N, K]``."""
+    kl = math.log(probs.shape[-1]) + (probs * probs.clamp_min(1e-30).log()).sum(-1).mean(0)
+    return sorted(range(probs.shape[1]), key=lambda n: -float(kl[n]))
+
+
+@torch.no_grad()
+def traverse_categorical(model, z: torch.Tensor, latents: Sequence[int],
+                         y: Labels = None) -> torch.Tensor:
+    """Decode the code ``z: [N, K]`` with row ``latents[i]`` set to each of the K one-hot
+    classes in turn: ``[len(latents), K, C, H, W]``, the other rows kept."""
+    n, k = z.shape
+    bad = [m for m in latents if not 0 <= m < n]
+    if bad:
+        raise ValueError(f"dims: expected categorical latents in [0, {n}), got {bad}")
+    codes = z.repeat(len(latents), k, 1, 1)  # [L, K, N, K]
+    for row, m in enumerate(latents):
+        codes[row, :, m] = torch.eye(k, dtype=z.dtype, device=z.device)
+    images = model.decode(codes.flatten(0, 1), model_labels(model, y, len(latents) * k))
+    return images.reshape(len(latents), k, *images.shape[1:])
+
+
 def embed(codes: torch.Tensor, method: str = "pca", seed: int = 0) -> np.ndarray:
     """``codes: [N, D]`` -> ``[N, 2]``: the PCA plane's coordinates (``"pca"``), or a
     t-SNE embedding (``"tsne"``, scikit-learn's, perplexity ``min(30, (N - 1) / 3)``)."""
@@ -216,8 +242,9 @@ def manifold(model, num: int = 15, y: Labels = None,
     p(z | y) for a conditional prior), estimated from ``num_draws`` draws so that any
     prior works; ``z_1`` grows upwards. Returns ``(z [num, num, 2], images [num, num, C, H, W])``.
     """
-    if model.z_dim != 2:
-        raise ValueError(f"z_dim: the manifold grid needs a 2-D latent space, got {model.z_dim}")
+    if model.latent_kind != "continuous" or tuple(model.latent_shape) != (2,):
+        raise ValueError("z_dim: the manifold grid needs a 2-D continuous latent space, got "
+                         f"{model.latent_kind} codes of shape {tuple(model.latent_shape)}")
     draws = prior_draws(model, num_draws, y)
     q = torch.quantile(draws, torch.linspace(0.05, 0.95, num).to(draws), dim=0)  # [num, 2]
     grid = torch.stack(torch.meshgrid(q[:, 0], q.flip(0)[:, 1], indexing="xy"), -1)

@@ -1,5 +1,6 @@
-"""The categorical VAE: sites, the three estimators, the exact discrete evaluation,
-the temperature schedule and its resume, the command line."""
+"""The categorical VAE: sites, the three estimators and the two KL terms of the
+relaxed ones, the exact discrete evaluation, the temperature schedule and its resume,
+the command line."""
 
 import json
 import math
@@ -8,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
-from pyro.infer import Predictive
+from pyro.infer import Predictive, Trace_ELBO
 
 from pyro_vae import TrainConfig, fit
 from pyro_vae.checkpoint import CHECKPOINT, load_checkpoint
@@ -18,6 +20,7 @@ from pyro_vae.cli import main
 from pyro_vae.evaluate import elbo_terms, iw_log_likelihood
 from pyro_vae.models import MODELS, CategoricalVAE
 from pyro_vae.models.categorical import LOG_PROB_FLOOR, StraightThrough, traverse_categorical
+from pyro_vae.runs import Run
 from pyro_vae.train import train
 
 N, K = 3, 4
@@ -77,6 +80,9 @@ def test_encode_decode_generate_reconstruct_and_traverse():
     (dict(temperature=0.5, temperature_min=1.0), "temperature_min: expected 0 < temperature_min"),
     (dict(num_categories=1), "num_categories: expected an integer >= 2, got 1"),
     (dict(temperature_min=0.1), "temperature_min: relaxed draws underflow in float32 below 0.4"),
+    (dict(kl="exact"), r"kl: expected one of \['discrete', 'relaxed'\], got 'exact'"),
+    (dict(estimator="score-function", kl="relaxed"),
+     "kl: --estimator score-function trains the discrete model, whose KL is exact"),
 ])
 def test_bad_arguments_name_themselves(kw, message):
     with pytest.raises(ValueError, match=message):
@@ -146,6 +152,67 @@ def test_loss_falls_with_each_estimator(mnist10k, estimator):
     assert history[-1]["train_loss"] < history[0]["train_loss"] - 20
 
 
+# ---------------------------------------------------------------- KL terms
+def one_batch_loss(model, x, seed=2):
+    """The training loss of one batch per image, as an SVI step computes it (Trace_ELBO
+    under autograd, training mode), with the draw of ``torch.manual_seed(seed)``."""
+    torch.manual_seed(seed)
+    return Trace_ELBO().differentiable_loss(model.model, model.guide, x).item() / len(x)
+
+
+def by_hand(model, x, seed=2):
+    """The same draw outside Pyro: ``logits``, the relaxed (or straight-through) ``z``
+    and ``log p(x | z)``, each per image."""
+    torch.manual_seed(seed)
+    logits = model.logits(x)
+    z = model.code_dist(logits).rsample()
+    return logits, z, model.likelihood(model.decoder(z.flatten(-2))).log_prob(x)
+
+
+@pytest.mark.parametrize("estimator", ["relaxed", "straight-through"])
+def test_discrete_kl_loss_is_recon_of_the_relaxed_draw_plus_the_exact_kl(estimator):
+    """Jang et al.'s surrogate: -E_q_tau[log p(x | z)] + sum_n (log K + sum_k q log q)."""
+    model, x = small(estimator=estimator), images(16)
+    model.temperature = 0.7
+    assert model.kl == "discrete" and model.surrogate
+    logits, _, recon = by_hand(model, x)
+    q = logits.exp()
+    kl = (math.log(K) + (q * logits).sum(-1)).sum(-1)
+    assert one_batch_loss(model, x) == pytest.approx((kl - recon).mean().item(), rel=1e-5)
+    trace = poutine.trace(model.guide).get_trace(x)
+    assert trace.nodes["z"]["mask"] is False and trace.nodes["kl"]["infer"]["is_auxiliary"]
+    assert [f.name for f in trace.nodes["kl"]["cond_indep_stack"]] == ["data"]
+
+
+@pytest.mark.parametrize("estimator", ["relaxed", "straight-through"])
+def test_relaxed_kl_loss_is_the_relaxed_models_elbo(estimator):
+    """-E_q_tau[log p(x | z) + log p_tau(z) - log q_tau(z | x)], no factor, nothing masked."""
+    model, x = small(estimator=estimator, kl="relaxed"), images(16)
+    model.temperature = 0.7
+    logits, z, recon = by_hand(model, x)
+    log_q, log_p = model.code_dist(logits).log_prob(z), model.prior().log_prob(z)
+    assert one_batch_loss(model, x) == pytest.approx(
+        -(recon + log_p - log_q).mean().item(), rel=1e-5)
+    trace = poutine.trace(model.guide).get_trace(x)
+    assert "kl" not in trace.nodes and trace.nodes["z"]["mask"] is None
+
+
+def test_evaluation_ignores_the_kl_term_of_training():
+    """Both KL terms train the same discrete model; its -ELBO is scored the same way."""
+    x = images(16)
+    scores = []
+    for kl in ("discrete", "relaxed"):
+        pyro.set_rng_seed(0)
+        model = small(kl=kl)
+        assert not model.eval().surrogate
+        torch.manual_seed(1)
+        scores.append(elbo_terms(model.model, model.guide, x))
+    assert scores[0] == scores[1]
+    pyro.set_rng_seed(0)
+    model = small().eval()
+    assert iw_log_likelihood(model.model, model.guide, x, 4).isfinite().all()
+
+
 @pytest.mark.parametrize("baseline", ["nn", "average", "none"])
 def test_score_function_sets_its_baseline_on_the_site(baseline):
     model, x = small(estimator="score-function", baseline=baseline), images(16)
@@ -199,3 +266,20 @@ def test_train_evaluate_sample_reconstruct_from_the_shell(tmp_path, npy, capsys)
     assert main(["sample", str(run), "--num", "5", "--out", str(tmp_path / "s.npy")]) == 0
     assert np.load(tmp_path / "s.npy").shape == (5, 1, 6, 6)
     assert main(["reconstruct", str(run), "--num", "4", "--out", str(tmp_path / "r.png")]) == 0
+
+
+def test_the_kl_flag_round_trips_and_score_function_refuses_relaxed(tmp_path, npy, capsys):
+    run = tmp_path / "kl"
+    assert main(["train", "--model", "categorical", "--data", str(npy), "--epochs", "1",
+                 "--kl", "relaxed", "--out", str(run), *TINY]) == 0
+    assert json.loads((run / "config.json").read_text())["kl"] == "relaxed"
+    loaded = Run.load(run)
+    assert loaded.config.kl == loaded.model.kl == "relaxed"
+    capsys.readouterr()
+    argv = ["train", "--model", "categorical", "--data", str(npy), "--estimator",
+            "score-function", "--kl", "relaxed", "--out", str(tmp_path / "sf"), *TINY]
+    assert main(argv) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert errors == ["pyro-vae: error: kl: --estimator score-function trains the discrete "
+                      "model, whose KL is exact; --kl relaxed applies to the relaxed "
+                      "estimators only"]

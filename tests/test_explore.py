@@ -11,12 +11,12 @@ import torch
 import pyro
 import pyro.distributions as dist
 
-from pyro_vae import VAE
+from pyro_vae import VAE, load_dataset
 from pyro_vae.cli import main
 from pyro_vae.evaluate import latent_statistics, log_weights
 from pyro_vae.explore import (
-    ObservedPixels, complete, dimension_order, encode, endpoint_plane, hide, interpolate,
-    latent_path, manifold, project, traverse,
+    ObservedPixels, categorical_order, complete, dimension_order, encode, endpoint_plane, hide,
+    interpolate, latent_path, manifold, project, traverse,
 )
 from pyro_vae.runs import Run
 
@@ -160,7 +160,7 @@ def test_manifold_decodes_the_priors_quantiles(runs):
     assert torch.allclose(z[0, :, 0], normal, atol=0.05)  # z_0 grows to the right
     assert torch.allclose(z[:, 0, 1], normal.flip(0), atol=0.05)  # z_1 grows upwards
     assert torch.allclose(images[2, 3], model.decode(z[2, 3][None], torch.tensor([3]))[0])
-    with pytest.raises(ValueError, match="z_dim: the manifold grid needs a 2-D latent"):
+    with pytest.raises(ValueError, match="z_dim: the manifold grid needs a 2-D continuous latent"):
         manifold(Run.load(runs["vae"]).model)
 
 
@@ -336,3 +336,26 @@ def test_bad_input_exits_2_naming_the_flag(runs, run, argv, message, tmp_path, c
     assert main([command, str(runs[run]), *flags]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("pyro-vae: error: ") and message in err
+
+
+def test_cli_on_a_categorical_model(tmp_path):
+    """Codes of N one-hot rows: traversals set one latent to each of its K classes."""
+    run = tmp_path / "cat"
+    assert main(["train", "--model", "categorical", "--num-latents", "4", "--num-categories",
+                 "3", "--hidden", "32", "--epochs", "1", "--batch-size", "256", "--quiet",
+                 "--out", str(run)]) == 0
+    assert main(["traverse", str(run), "--num-images", "50", "--out", str(tmp_path / "t.png")]) == 0
+    rows = torch.as_tensor(np.load(tmp_path / "t.npy"))
+    assert rows.shape == (4, 3, 1, 28, 28)  # every latent (fewer than --num-dims), K classes
+    model = Run.load(run).model
+    x = load_dataset("mnist-10k").x_test
+    code = torch.nn.functional.one_hot(model.encode(x[:1])[0].argmax(-1), 3).float()
+    n = categorical_order(model.encode(x[:50]))[0]
+    code[n] = torch.tensor([0.0, 0.0, 1.0])
+    assert torch.allclose(rows[0, 2], model.decode(code[None])[0], atol=1e-6)
+    assert main(["interpolate", str(run), "--from", "0", "--to", "1", "--steps", "5",
+                 "--out", str(tmp_path / "i.png")]) == 0
+    assert np.load(tmp_path / "i.npy").shape == (5, 1, 28, 28)
+    assert main(["latent-map", str(run), "--num-images", "60",
+                 "--out", str(tmp_path / "m.png")]) == 0
+    assert main(["traverse", str(run), "--dims", "7", "--out", str(tmp_path / "bad.png")]) == 2

@@ -7,6 +7,7 @@ Each figure ``F.png`` comes with its numbers beside it: ``F.npy`` (the decoded i
 """
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Dict
@@ -111,11 +112,12 @@ def _interpolate(args: argparse.Namespace) -> int:
     path, decoded = explore.interpolate(model, x[i], x[j], args.steps, args.path,
                                         None if labels is None else labels[[i, j]])
     codes = torch.as_tensor(explore.encode(model, x[:2000], _labels(run, y[:2000]))["mean"])
+    codes, dims = codes.flatten(1), math.prod(model.latent_shape)
     plane = (explore.endpoint_plane(path[0], path[-1]) if args.plane == "endpoints"
-             and model.z_dim > 2 else explore.pca_plane(codes))
+             and dims > 2 else explore.pca_plane(codes))
     torch.manual_seed(args.seed)
-    prior = explore.prior_draws(model, 5000, None if labels is None else labels[i])
-    axes = ("z[0]", "z[1]") if model.z_dim <= 2 else (f"{args.plane} 1", f"{args.plane} 2")
+    prior = explore.prior_draws(model, 5000, None if labels is None else labels[i]).flatten(1)
+    axes = ("z[0]", "z[1]") if dims <= 2 else (f"{args.plane} 1", f"{args.plane} 2")
     images = _images(run)(decoded)
     figure = plots.interpolation(
         explore.project(path, plane), images, explore.project(prior, plane),
@@ -156,6 +158,14 @@ def _traverse(args: argparse.Namespace) -> int:
     run = load_run(args)
     model, (x, y) = run.model, test_data(run, args)
     _check_label(run, args.label)
+    figure, images = TRAVERSALS[model.latent_kind](run, args, x, y)
+    _save_images(figure, images, out)
+    return 0
+
+
+def _continuous_traversal(run, args, x, y):
+    """Rows: the most used dimensions (or ``--dims``), each over [-range, range]."""
+    model = run.model
     if args.dims is None:
         labelled = model.uses_labels and not model.semi_supervised  # as `evaluate` does
         stats = latent_statistics(model.model, model.guide, (x, y) if labelled else x)
@@ -174,10 +184,30 @@ def _traverse(args: argparse.Namespace) -> int:
                           .unflatten(0, (len(dims), len(values))) for k in classes])
     base = "zero" if args.item is None else f"test image {args.item}"
     title = f"latent traversals around {base}"
-    figure = (plots.class_traversals(images, list(classes), dims, values, title)
-              if model.uses_labels else plots.latent_traversal(images[0], dims, values, title))
-    _save_images(figure, images if model.uses_labels else images[0], out)
-    return 0
+    if model.uses_labels:
+        return plots.class_traversals(images, list(classes), dims, values, title), images
+    return plots.latent_traversal(images[0], dims, values, title), images[0]
+
+
+def _categorical_traversal(run, args, x, y):
+    """Rows: the most used categorical latents (or ``--dims``), each set to its K classes
+    in turn, around the most probable code of test image ``--item`` (default 0)."""
+    model = run.model
+    probs = model.encode(x[: args.num_images])
+    latents = args.dims if args.dims is not None else \
+        explore.categorical_order(probs)[: args.num_dims]
+    i = _index("item", args.item or 0, len(x))
+    z = torch.nn.functional.one_hot(model.encode(x[i: i + 1])[0].argmax(-1),
+                                    probs.shape[-1]).to(probs)
+    images = _images(run)(explore.traverse_categorical(model, z, latents).flatten(0, 1))
+    images = images.unflatten(0, (len(latents), probs.shape[-1]))
+    title = f"categorical traversals around test image {i} (columns: classes 0..K-1)"
+    figure = plots.labelled_rows(images, [f"z[{n}]" for n in latents], title=title)
+    return figure, images
+
+
+TRAVERSALS = {"continuous": _continuous_traversal, "categorical": _categorical_traversal}
+"""How ``traverse`` varies a code, by the model's ``latent_kind``."""
 
 
 # --------------------------------------------------------------- latent-map
@@ -200,14 +230,15 @@ def _latent_map(args: argparse.Namespace) -> int:
     run = load_run(args)
     model, (x, y) = run.model, test_data(run, args)
     _check_label(run, args.label)
-    codes = torch.as_tensor(explore.encode(model, x, _labels(run, y))["mean"])
+    codes = torch.as_tensor(explore.encode(model, x, _labels(run, y))["mean"]).flatten(1)
+    two_d = model.latent_kind == "continuous" and tuple(model.latent_shape) == (2,)
     panels: Dict[str, np.ndarray] = (
-        {"z": explore.embed(codes, "pca")} if model.z_dim <= 2 else
+        {"z": explore.embed(codes, "pca")} if codes.shape[1] <= 2 else
         {"pca": explore.embed(codes, "pca"), "tsne": explore.embed(codes, "tsne", args.seed)})
     plots.save(plots.latent_map(panels, y.cpu(), f"{len(x)} test codes by class"), out)
     np.savez(out.with_suffix(".npz"), label=y.cpu().numpy(), **panels)
     print(f"wrote {out} and {out.with_suffix('.npz')}")
-    if model.z_dim == 2:
+    if two_d:
         torch.manual_seed(args.seed)
         label = (args.label or 0) if model.uses_labels else None
         _, grid = explore.manifold(model, args.grid, label)

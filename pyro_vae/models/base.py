@@ -13,6 +13,8 @@ class attributes, so they read declarations instead of probing:
 ``classifies``         :meth:`classify` gives ``q(y | x)``: ``test_accuracy`` is logged
 ``data_kind``          ``"image"`` (``x: [N, C, H, W]``); text models will say ``"text"``
 ``capturable``         its loss can be captured once as a graph of tensor operations
+``latent_kind``        ``"continuous"`` (codes in R^D) or ``"categorical"`` (one-hot rows);
+                       codes have the shape :attr:`latent_shape`
 ``config_class``       its config: :class:`~pyro_vae.TrainConfig` plus its own options
 =====================  ==========================================================
 
@@ -77,6 +79,7 @@ class Model(nn.Module):
     classifies: bool = False
     data_kind: str = "image"
     capturable: bool = True
+    latent_kind: str = "continuous"
     config_class = TrainConfig
 
     def __init__(self, name: Optional[str] = None):
@@ -101,6 +104,11 @@ class Model(nn.Module):
         if not store_name.startswith(prefix):
             return store_name
         return store_name[len(prefix):].replace("$$$", ".", 1)
+
+    @property
+    def latent_shape(self) -> Tuple[int, ...]:
+        """The shape of one code ``z`` that ``decode`` reads: ``(D,)``, or ``(N, K)``."""
+        raise NotImplementedError(f"{type(self).__name__} does not declare its latent_shape")
 
     # ------------------------------------------------ what the runner asks for
     def batching(self, batch_size: int) -> Optional[Callable]:

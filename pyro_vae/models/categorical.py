@@ -6,6 +6,7 @@ relaxation, its straight-through variant, or the score function with a baseline.
 See ``docs/categorical.md`` for the math beside the code and the measured table.
 """
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
@@ -15,6 +16,7 @@ from torch import nn
 
 import pyro
 import pyro.distributions as dist
+import pyro.poutine as poutine
 from pyro.distributions.relaxed_straight_through import QuantizeCategorical
 from pyro.infer import TraceGraph_ELBO
 
@@ -26,6 +28,7 @@ from .vae import _part
 
 ESTIMATORS = ("relaxed", "straight-through", "score-function")
 BASELINES = ("nn", "average", "none")
+KL_TERMS = ("discrete", "relaxed")
 # Relaxed draws are exp of (log-probabilities + Gumbel noise) / tau; a class whose
 # log-probability sits far below the others underflows to 0 in float32 and its log in
 # the relaxed density is -inf. With log q floored at -20 (q >= 2e-9) and float32's
@@ -66,6 +69,10 @@ class CategoricalVAEConfig(TrainConfig):
     estimator: str = option("relaxed", "gradient estimator of the discrete code: relaxed "
                             "(Gumbel-softmax), straight-through, or score-function "
                             "(TraceGraph_ELBO with a baseline)", choices=lambda: ESTIMATORS)
+    kl: str = option("discrete", "KL term of the relaxed estimators' training objective: "
+                     "discrete (the analytic KL of the categoricals, Jang et al.'s surrogate) "
+                     "or relaxed (Monte-Carlo KL of the relaxed pair, a bound on the relaxed "
+                     "model); score-function takes discrete only", choices=lambda: KL_TERMS)
     baseline: str = option("nn", "score-function baseline: nn (learnt from x), average "
                            "(decaying average of the cost) or none", choices=lambda: BASELINES)
     temperature: float = option(1.0, "initial temperature tau0 of the relaxation",
@@ -95,13 +102,7 @@ class CategoricalVAE(Model):
 
     - ``"relaxed"``: guide and prior are the Concrete / Gumbel-softmax relaxations at
       temperature ``tau``, ``z = softmax((log q + g) / tau)``, ``g ~ Gumbel(0, 1)``
-      (reparameterised). The prior is the relaxed uniform at the *same* ``tau``, so
-      the objective is the ELBO of the relaxed model, a proper bound whose KL term is
-      the Monte-Carlo ``log q_tau(z | x) - log p_tau(z)`` (Maddison et al. 2017).
-      Pairing a relaxed guide with the discrete prior would put a density against a
-      mass function. At one temperature this KL does not depend on ``tau`` and
-      exceeds the discrete KL, the more so the more confident ``q``
-      (``docs/categorical.md``).
+      (reparameterised), and the decoder reads the relaxed draw.
     - ``"straight-through"``: the same relaxed pair, but the decoder reads the
       one-hot ``argmax`` of the relaxed draw while gradients flow through the relaxed
       draw (Jang et al. 2017; Pyro's ``RelaxedOneHotCategoricalStraightThrough``,
@@ -110,7 +111,28 @@ class CategoricalVAE(Model):
       trained with ``TraceGraph_ELBO`` (its default here; any other ELBO is refused),
       which differentiates ``E_q[f(z)]`` as ``E_q[(f(z) - b(x)) grad log q(z | x)]``
       with the baseline ``b`` learnt from ``x`` (``"nn"``), a decaying average of
-      ``f`` (``"average"``) or none.
+      ``f`` (``"average"``) or none. Its objective is the discrete model's ELBO,
+      whose KL is already the discrete one, so it takes ``kl="discrete"`` only.
+
+    For the two relaxed estimators, ``kl`` picks the KL term of the training objective:
+
+    - ``"discrete"`` (default), Jang et al.'s objective: the relaxed draw for the
+      reconstruction term and the analytic KL of the *discrete* distributions,
+      ``E_q_tau[log p(x | z)] - sum_n KL(Cat(q_n) || Cat(p_n))``, with
+      ``KL = sum_n (log K + sum_k q_nk log q_nk)`` for the uniform prior. The ``"z"``
+      site keeps its relaxed draw but is masked (``poutine.mask(mask=False)`` in
+      model and guide), so its log-densities do not enter the objective, and the KL
+      enters as the guide's factor ``"kl"`` with value ``+KL`` per image (the ELBO
+      subtracts the guide's log-densities), an auxiliary site that
+      :mod:`pyro_vae.evaluate` leaves out. This is a *surrogate*: the two terms
+      belong to different models, and it is a bound on neither the relaxed model's
+      log-likelihood nor the discrete one's.
+    - ``"relaxed"``: the prior is the relaxed uniform at the *same* ``tau``, so the
+      objective is the ELBO of the relaxed model, a proper bound whose KL term is
+      the Monte-Carlo ``log q_tau(z | x) - log p_tau(z)`` (Maddison et al. 2017). At
+      one temperature this KL does not depend on ``tau`` and exceeds the discrete
+      KL, the more so the more confident ``q`` (``docs/categorical.md``): it drives
+      posteriors towards uniform.
 
     Whatever the estimator, the relaxation is a device of training only: it is used
     while the module is in training mode *and* autograd records (an SVI step). In
@@ -131,6 +153,7 @@ class CategoricalVAE(Model):
     :param activation: a key of :data:`pyro_vae.nets.ACTIVATIONS`.
     :param likelihood: a key of :data:`pyro_vae.likelihoods.LIKELIHOODS` or an object.
     :param estimator: ``"relaxed"``, ``"straight-through"`` or ``"score-function"``.
+    :param kl: the relaxed estimators' KL term, ``"discrete"`` (surrogate) or ``"relaxed"``.
     :param baseline: the score-function baseline, ``"nn"``, ``"average"`` or ``"none"``.
     :param temperature: ``tau0``, also the temperature until a schedule sets another.
     :param temperature_min: ``tau_min``.
@@ -143,21 +166,23 @@ class CategoricalVAE(Model):
 
     config_class = CategoricalVAEConfig
     capturable = False  # the temperature changes between steps
+    latent_kind = "categorical"
 
     def __init__(self, x_shape: Sequence[int] = (1, 28, 28), num_latents: int = 30,
                  num_categories: int = 10, hidden: Sequence[int] = (512, 256),
                  activation: str = "relu", likelihood: Union[str, nn.Module] = "bernoulli",
-                 estimator: str = "relaxed", baseline: str = "nn", temperature: float = 1.0,
+                 estimator: str = "relaxed", kl: str = "discrete", baseline: str = "nn",
+                 temperature: float = 1.0,
                  temperature_min: float = 0.5, temperature_rate: float = 0.05,
                  encoder: Optional[nn.Module] = None, decoder: Optional[nn.Module] = None,
                  name: Optional[str] = None):
-        _check_arguments(x_shape, num_latents, num_categories, estimator, baseline,
+        _check_arguments(x_shape, num_latents, num_categories, estimator, kl, baseline,
                          temperature, temperature_min, temperature_rate)
         super().__init__(name)
         self.x_shape = tuple(int(s) for s in x_shape)
         self.num_latents, self.num_categories = int(num_latents), int(num_categories)
         self.hidden, self.activation = tuple(hidden), activation
-        self.estimator, self.baseline = estimator, baseline
+        self.estimator, self.kl, self.baseline = estimator, kl, baseline
         self.temperature = self.temperature0 = float(temperature)
         self.temperature_min = float(temperature_min)
         self.temperature_rate = float(temperature_rate)
@@ -191,6 +216,24 @@ class CategoricalVAE(Model):
         mode, under autograd (an SVI step); otherwise the exact discrete model."""
         return self.estimator != "score-function" and self.training and torch.is_grad_enabled()
 
+    @property
+    def surrogate(self) -> bool:
+        """Whether this trace trains Jang et al.'s surrogate: relaxed draws, discrete KL."""
+        return self.relaxed and self.kl == "discrete"
+
+    def code_site(self, fn: dist.Distribution, **kwargs) -> torch.Tensor:
+        """Site ``"z"`` of ``fn``; for the surrogate, masked: the draw is kept, its
+        log-density leaves the objective (in model and guide alike)."""
+        with poutine.mask(mask=False) if self.surrogate else contextlib.nullcontext():
+            return pyro.sample("z", fn, **kwargs)
+
+    def discrete_kl(self, logits: torch.Tensor) -> torch.Tensor:
+        """``sum_n KL(Cat(q_n) || Cat(p_n))`` for logits ``[B, N, K]``: ``[B]``; with the
+        uniform prior, ``sum_n (log K + sum_k q_nk log q_nk)``."""
+        q = dist.OneHotCategorical(logits=logits)
+        return torch.distributions.kl_divergence(
+            q, dist.OneHotCategorical(logits=self.prior_logits)).sum(-1)
+
     def code_dist(self, logits: torch.Tensor) -> dist.Distribution:
         """q or p over ``z`` for logits ``[..., N, K]``: event shape ``[N, K]``; the exact
         one-hot categorical, or its relaxation at ``self.temperature`` (see :attr:`relaxed`)."""
@@ -222,17 +265,23 @@ class CategoricalVAE(Model):
         ``num`` images (default 1). Returns ``x``."""
         self.register("decoder", "likelihood")
         with pyro.plate("data", batch_size_of(x, None, num)):
-            z = pyro.sample("z", self.prior())
+            z = self.code_site(self.prior())
             return pyro.sample("x", self.likelihood(self.decoder(z.flatten(-2))), obs=x)
 
     def guide(self, x: torch.Tensor, y=None, num: Optional[int] = None) -> torch.Tensor:
-        """q(z | x). ``x: [B, C, H, W]``. Returns ``z: [B, N, K]``."""
+        """q(z | x). ``x: [B, C, H, W]``. Returns ``z: [B, N, K]``. For the surrogate, also
+        the factor ``"kl"``: ``+KL`` here is ``-KL`` in the ELBO."""
         if x is None:
             raise ValueError("x: the guide q(z | x) needs images; for the prior predictive "
                              "use Predictive(model) without a guide")
         self.register("encoder")
         with pyro.plate("data", x.shape[0]):
-            return pyro.sample("z", self.posterior(x), infer=self.baseline_options(x))
+            logits = self.logits(x)
+            z = self.code_site(self.code_dist(logits), infer=self.baseline_options(x))
+            if self.surrogate:
+                # A deterministic function of the encoder's output: reparameterised.
+                pyro.factor("kl", self.discrete_kl(logits), has_rsample=True)
+            return z
 
     def baseline_options(self, x: torch.Tensor) -> dict:
         """The site's ``infer`` options: TraceGraph_ELBO's baseline for the score function."""
@@ -278,8 +327,16 @@ class CategoricalVAE(Model):
     @torch.no_grad()
     def generate(self, num: int, y=None) -> torch.Tensor:
         """``num`` images decoded from draws of the exact uniform prior: ``[num, C, H, W]``."""
-        z = dist.OneHotCategorical(logits=self.prior_logits).sample((num,))
-        return self.decode(z)
+        return self.decode(self.latent_draws(num))
+
+    @property
+    def latent_shape(self) -> Tuple[int, int]:
+        """``(N, K)``: a code is N one-hot rows of K classes."""
+        return (self.num_latents, self.num_categories)
+
+    def latent_draws(self, num: int, y=None) -> torch.Tensor:
+        """``num`` draws of the exact uniform prior: ``[num, N, K]`` one-hot."""
+        return dist.OneHotCategorical(logits=self.prior_logits).sample((num,))
 
     @torch.no_grad()
     def traverse_categorical(self, x: torch.Tensor, n: int) -> torch.Tensor:
@@ -302,7 +359,7 @@ def traverse_categorical(model: CategoricalVAE, x: torch.Tensor, n: int) -> torc
     return model.traverse_categorical(x, n)
 
 
-def _check_arguments(x_shape, num_latents, num_categories, estimator, baseline,
+def _check_arguments(x_shape, num_latents, num_categories, estimator, kl, baseline,
                      temperature, temperature_min, temperature_rate) -> None:
     """Refuse constructor arguments that cannot work, naming the first."""
     if len(tuple(x_shape)) != 3 or min(x_shape) < 1:
@@ -313,6 +370,11 @@ def _check_arguments(x_shape, num_latents, num_categories, estimator, baseline,
             raise ValueError(f"{name}: expected an integer >= {least}, got {value!r}")
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator: expected one of {list(ESTIMATORS)}, got {estimator!r}")
+    if kl not in KL_TERMS:
+        raise ValueError(f"kl: expected one of {list(KL_TERMS)}, got {kl!r}")
+    if estimator == "score-function" and kl != "discrete":
+        raise ValueError(f"kl: --estimator score-function trains the discrete model, whose KL "
+                         f"is exact; --kl {kl} applies to the relaxed estimators only")
     if baseline not in BASELINES:
         raise ValueError(f"baseline: expected one of {list(BASELINES)}, got {baseline!r}")
     if not 0 < temperature_min <= temperature:

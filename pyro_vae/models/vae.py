@@ -265,6 +265,11 @@ class VAE(Model):
         """``num`` images decoded from prior samples: ``[num, C, H, W]`` in [0, 1]."""
         return self.decode(self.latent_draws(num))
 
+    @property
+    def latent_shape(self) -> Tuple[int]:
+        """``(z_dim,)``."""
+        return (self.z_dim,)
+
     def latent_draws(self, num: int, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``num`` draws of p(z), or of p(z | y) for ``[num]`` labels: ``[num, z_dim]``."""
         if y is not None and getattr(self.prior, "conditional", False):
