@@ -54,6 +54,15 @@ def init_from_env(device: torch.device) -> torch.device:
     return device
 
 
+def leave() -> None:
+    """Leave the process group once every rank is done (a barrier, then
+    ``destroy_process_group``), so that no rank exits while gloo's threads still serve
+    another: a process that exits with them alive aborts."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def shard(order: torch.Tensor, rank: int, world: int) -> torch.Tensor:
     """Rank ``rank``'s positions of ``order``, padded by wrapping to a multiple of ``world``."""
     pad = (-len(order)) % world

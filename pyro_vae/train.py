@@ -23,7 +23,7 @@ from . import config as configs, runs
 from .checkpoint import CHECKPOINT, load_checkpoint
 from .config import TrainConfig
 from .data import ImageData, binarize, load_dataset, perturb, split_validation
-from .distributed import rank
+from .distributed import leave, rank
 from .evaluate import accuracy
 from .infer import fit, resolve_device
 from .models import model_class
@@ -165,6 +165,8 @@ def train(
     )
     if history and rank() == 0:
         runs.write_figures(model, data, history, out, decode=runs.image_decoder(config, device))
+    if distributed:
+        leave()
     return model, history
 
 

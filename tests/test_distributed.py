@@ -13,6 +13,7 @@ SCRIPT = textwrap.dedent('''
     import torch.distributed
     from torch import nn
     from pyro_vae import VAE, fit
+    from pyro_vae.distributed import leave
 
     class PointMass(nn.Module):
         """q(z|x) = delta(z - encoder(x)): a deterministic guide, so the loss is too."""
@@ -37,6 +38,7 @@ SCRIPT = textwrap.dedent('''
                   distributed=distributed)
     if not distributed or torch.distributed.get_rank() == 0:
         torch.save({"params": vae.state_dict(), "loss": history[-1]["train_loss"]}, sys.argv[3])
+    leave()  # every rank waits for the others before the group goes
 ''')
 
 
