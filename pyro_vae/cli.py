@@ -189,8 +189,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"num_images: expected a positive integer, got {args.num_images}")
     if args.quality_samples is not None and not args.sample_quality:
         raise ValueError("quality_samples: only used with --sample-quality")
-    if args.quality_samples is not None and args.quality_samples < 2:
-        raise ValueError(f"quality_samples: expected an integer >= 2, got {args.quality_samples}")
+    if args.quality_samples is not None and args.quality_samples < 4:
+        raise ValueError(f"quality_samples: expected an integer >= 4 (3 nearest neighbours "
+                         f"besides each image), got {args.quality_samples}")
     run = load_run(args)
     if args.sample_quality and getattr(run.config, "features", None):
         raise ValueError("sample_quality: the run models a VAE's codes (features), not "

@@ -82,13 +82,15 @@ def _grid(lo: Sequence[float], hi: Sequence[float], n: int = 160):
     return torch.stack([gx.flatten(), gy.flatten()], -1), gx, gy
 
 
-def _density_contours(ax, log_density, lo, hi, color: str, label: str) -> None:
-    """Contours of ``log_density: [M, 2] -> [M]`` where a Gaussian would be at 1, 2 and 3
-    standard deviations: ``max - r^2 / 2`` for ``r`` in :data:`SIGMAS`."""
+def _density_contours(ax, log_density, mode: torch.Tensor, lo, hi, color: str,
+                      label: str) -> None:
+    """Contours of ``log_density: [M, 2] -> [M]`` where a Gaussian of mode ``mode: [2]``
+    would be at 1, 2 and 3 standard deviations: ``log_density(mode) - r^2 / 2`` for ``r``
+    in :data:`SIGMAS` (the mode may lie outside the plotted box)."""
     points, gx, gy = _grid(lo, hi)
     with torch.no_grad():
         values = log_density(points).reshape(gx.shape)
-    top = values.max().item()
+        top = log_density(mode.reshape(1, 2).to(points)).item()
     levels = sorted(top - r * r / 2 for r in SIGMAS)
     ax.contour(gx.numpy(), gy.numpy(), values.numpy(), levels=levels, colors=color,
                linewidths=1.0, linestyles="solid")
@@ -128,7 +130,7 @@ def kl_divergence_2d(model: VAE, x: torch.Tensor, num_samples: int = 10000
     p = model.prior()
     prior = getattr(p, "base_dist", None)  # the Normal of Independent(Normal), if it is one
     if not isinstance(prior, dist.Normal):
-        raise ValueError(f"model: expected a Gaussian prior, got {type(model.prior).__name__}")
+        raise ValueError(f"model: expected a Gaussian prior, got {type(p).__name__}")
     closed = gaussian_kl(q.loc[0], q.scale[0], prior.loc, prior.scale).item()
     z = q.sample((num_samples,))[:, 0]  # [S, 2]
     terms = q.log_prob(z).sum(-1) - p.log_prob(z)  # [S]
@@ -150,8 +152,9 @@ def _draw_kl(model: VAE, x, q: dist.Normal, z, terms, numbers: Numbers) -> plt.F
     posterior = lambda v: q.log_prob(v).sum(-1)  # noqa: E731  [M, 2] -> [M]
     for ax, lo, hi in ((axes[1], (-3.5, -3.5), (3.5, 3.5)),
                        (axes[2], mu - 4 * sigma, mu + 4 * sigma)):
-        _density_contours(ax, model.prior().log_prob, lo, hi, "C0", "prior p(z) = N(0, I)")
-        _density_contours(ax, posterior, lo, hi, "C3", "posterior q(z|x)")
+        _density_contours(ax, model.prior().log_prob, model.prior().mean.detach(), lo, hi,
+                          "C0", "prior p(z)")
+        _density_contours(ax, posterior, mu.detach(), lo, hi, "C3", "posterior q(z|x)")
         ax.set_xlim(float(lo[0]), float(hi[0]))
         ax.set_ylim(float(lo[1]), float(hi[1]))
         ax.set_xlabel("z1")
@@ -382,7 +385,8 @@ def latent_interpolation(model: VAE, x_from: torch.Tensor, x_to: torch.Tensor, s
     ax = fig.add_axes([0.04, 0.1, 0.3, 0.8])
     box = torch.cat([*paths.values()] + ([] if codes is None else [codes])).abs().max().item()
     box = max(3.5, 1.05 * box)
-    _density_contours(ax, prior.log_prob, (-box, -box), (box, box), "0.5", "prior p(z)")
+    _density_contours(ax, prior.log_prob, prior.mean.detach(), (-box, -box), (box, box), "0.5",
+                      "prior p(z)")
     if codes is not None:
         scatter = ax.scatter(codes[:, 0], codes[:, 1], s=2, alpha=0.5, cmap="tab10",
                              c=None if labels is None else labels.cpu().numpy())

@@ -136,7 +136,7 @@ def test_evaluate_sample_quality_end_to_end(tmp_path, monkeypatch, capsys):
 
 
 def test_evaluate_refuses_too_few_quality_samples(tmp_path, capsys):
-    assert main(["evaluate", str(tmp_path), "--sample-quality", "--quality-samples", "1"]) == 2
-    assert "quality_samples: expected an integer >= 2, got 1" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path), "--sample-quality", "--quality-samples", "3"]) == 2
+    assert "quality_samples: expected an integer >= 4" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path), "--quality-samples", "64"]) == 2
     assert "quality_samples: only used with --sample-quality" in capsys.readouterr().err

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .classifier import Judge, load_or_train
-from .metrics import FeatureMap, features, frechet_distances, precision_recall
+from .metrics import K_NEIGHBOURS, FeatureMap, features, frechet_distances, precision_recall
 
 DEFAULT_SAMPLES = 2000
 SETS = ("samples", "reconstructions", "train_floor")
@@ -61,9 +61,13 @@ def sample_quality(model: nn.Module, data, num: Optional[int] = None, seed: int 
     split holds). Keys: ``fid_<set>``, ``precision_<set>``, ``recall_<set>`` for each set
     of :data:`SETS`, ``quality_samples`` and ``quality_classifier_accuracy``.
     """
-    if num is not None and num < 2:
-        raise ValueError(f"quality_samples: expected an integer >= 2, got {num}")
+    least = K_NEIGHBOURS + 1  # each image needs its k nearest neighbours besides itself
+    if num is not None and num < least:
+        raise ValueError(f"quality_samples: expected an integer >= {least}, got {num}")
     n = min(len(data.x_test), len(data.x_train), num or DEFAULT_SAMPLES)
+    if n < least:
+        raise ValueError(f"quality_samples: the data set's splits hold {n} images; the "
+                         f"k-nearest-neighbour recall needs at least {least}")
     judge = judge or load_or_train(data)
     sets = compared_sets(model, data, n, seed)
     real = sets.pop("real")
