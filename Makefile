@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 RUN    ?= runs/demo
 
-.PHONY: install demo test test-all bench-baseline bench-speed bench-host bench-parts bench-soak bench-cvae bench-nets bench-m2 bench-ood bench-categorical beta-vae figures clean
+.PHONY: install demo test test-all bench-baseline bench-speed bench-host bench-parts bench-soak bench-cvae bench-nets bench-m2 bench-ood bench-categorical bench-vqvae bench-vaegan beta-vae figures clean
 
 install: $(VENV)/.installed
 
@@ -81,6 +81,16 @@ bench-ood: install
 # about 11 min on one shared core
 bench-categorical: install
 	OMP_NUM_THREADS=1 $(PY) benchmarks/categorical.py
+
+# VQ-VAE against a Gaussian conv VAE: reconstruction MSE, codebook usage, sample FID of the
+# learnt and the uniform prior (docs/vqvae.md); about 15 min on one shared core
+bench-vqvae: install
+	OMP_NUM_THREADS=1 $(PY) benchmarks/vqvae.py
+
+# VAE-GAN against the plain VAE with the same conv networks: sample and reconstruction FID
+# (docs/vaegan.md); mnist-10k, 12 epochs each, about 6 min on one shared core
+bench-vaegan: install
+	OMP_NUM_THREADS=1 $(PY) benchmarks/vaegan.py
 
 clean:
 	rm -rf runs .pytest_cache build dist *.egg-info

@@ -79,3 +79,18 @@ def test_categorical_vae(tmp_path, monkeypatch, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == ["relaxed", "straight-through", "score-function"]
     assert (tmp_path / "samples.png").is_file() and (tmp_path / "traversal.png").is_file()
+
+
+def test_vqvae(tmp_path, monkeypatch, capsys):
+    run_example("vqvae.py", ["--epochs", "1", "--num-train", "256", "--num-codes", "16",
+                             "--prior-epochs", "1", "--out", str(tmp_path)], monkeypatch)
+    assert capsys.readouterr().out.startswith("test reconstruction MSE ")
+    assert (tmp_path / "samples-transformer.png").is_file()
+    assert (tmp_path / "samples-uniform.png").is_file()
+
+
+def test_vaegan(tmp_path, monkeypatch, capsys):
+    run_example("vaegan.py", ["--epochs", "1", "--num-train", "256", "--disc-channels",
+                             "8", "16", "--out", str(tmp_path)], monkeypatch)
+    assert "test -ELBO" in capsys.readouterr().out
+    assert (tmp_path / "samples.png").is_file() and (tmp_path / "reconstructions.png").is_file()

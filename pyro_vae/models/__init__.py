@@ -14,12 +14,16 @@ from .categorical import CategoricalVAE
 from .cvae import CVAE
 from .m2 import M2
 from .vae import VAE
+from .vaegan import VAEGAN
+from .vqvae import VQVAE
 
 MODELS: Dict[str, Type[Model]] = {
     "vae": VAE,
     "cvae": CVAE,
     "m2": M2,
     "categorical": CategoricalVAE,
+    "vqvae": VQVAE,
+    "vaegan": VAEGAN,
 }
 
 
@@ -64,5 +68,5 @@ def model_defaults(cls: Type[Model]) -> Dict[str, Any]:
     return out
 
 
-__all__ = ["CVAE", "CategoricalVAE", "M2", "MODELS", "Model", "VAE", "model_class", "model_defaults",
-           "register_model"]
+__all__ = ["CVAE", "CategoricalVAE", "M2", "MODELS", "Model", "VAE", "VAEGAN", "VQVAE", "model_class",
+           "model_defaults", "register_model"]
