@@ -206,17 +206,18 @@ def categorical_order(probs: torch.Tensor) -> List[int]:
 @torch.no_grad()
 def traverse_categorical(model, z: torch.Tensor, latents: Sequence[int],
                          y: Labels = None) -> torch.Tensor:
-    """Decode the code ``z: [N, K]`` with row ``latents[i]`` set to each of the K one-hot
-    classes in turn: ``[len(latents), K, C, H, W]``, the other rows kept."""
-    n, k = z.shape
+    """Decode codes ``z: [..., N, K]`` with row ``latents[i]`` set to each of the K one-hot
+    classes in turn, the other rows kept: ``[..., len(latents), K, C, H, W]``."""
+    n, k = z.shape[-2:]
     bad = [m for m in latents if not 0 <= m < n]
     if bad:
         raise ValueError(f"dims: expected categorical latents in [0, {n}), got {bad}")
-    codes = z.repeat(len(latents), k, 1, 1)  # [L, K, N, K]
+    codes = z[..., None, None, :, :].repeat(*([1] * (z.dim() - 2)), len(latents), k, 1, 1)
     for row, m in enumerate(latents):
-        codes[row, :, m] = torch.eye(k, dtype=z.dtype, device=z.device)
-    images = model.decode(codes.flatten(0, 1), model_labels(model, y, len(latents) * k))
-    return images.reshape(len(latents), k, *images.shape[1:])
+        codes[..., row, :, m, :] = torch.eye(k, dtype=z.dtype, device=z.device)
+    batch = codes.shape[:-2]  # [..., L, K]
+    images = model.decode(codes.reshape(-1, n, k), model_labels(model, y, batch.numel()))
+    return images.reshape(*batch, *images.shape[1:])
 
 
 def embed(codes: torch.Tensor, method: str = "pca", seed: int = 0) -> np.ndarray:

@@ -20,6 +20,7 @@ import pyro.poutine as poutine
 from pyro.distributions.relaxed_straight_through import QuantizeCategorical
 from pyro.infer import TraceGraph_ELBO
 
+from .. import explore
 from ..config import TrainConfig, option
 from ..likelihoods import LIKELIHOODS
 from ..nets import ACTIVATIONS, Decoder, Encoder
@@ -344,9 +345,7 @@ class CategoricalVAE(Model):
         in turn, all else kept, decoded: ``x: [B, C, H, W]`` -> ``[B, K, C, H, W]``."""
         if not 0 <= n < self.num_latents:
             raise ValueError(f"n: expected a latent in [0, {self.num_latents}), got {n!r}")
-        z = self.one_hot_mode(x).unsqueeze(1).repeat(1, self.num_categories, 1, 1)
-        z[:, :, n] = torch.eye(self.num_categories).to(z)
-        return self.decode(z)
+        return explore.traverse_categorical(self, self.one_hot_mode(x), [n])[:, 0]
 
     def check_data(self, x: torch.Tensor, name: str = "data") -> None:
         """Raise ``ValueError`` naming ``name`` unless ``x`` fits this model."""

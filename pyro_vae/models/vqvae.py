@@ -20,6 +20,7 @@ from torch.distributions import constraints
 import pyro
 import pyro.distributions as dist
 
+from .. import explore
 from ..config import TrainConfig, option
 from ..likelihoods import LIKELIHOODS
 from ..steps import OptimizerStep
@@ -445,9 +446,7 @@ class VQVAE(Model):
         kept, decoded: ``x: [B, C, H, W]`` -> ``[B, K, C, H, W]``."""
         if not 0 <= n < self.latent_shape[0]:
             raise ValueError(f"n: expected a cell in [0, {self.latent_shape[0]}), got {n!r}")
-        z = self.encode(x).unsqueeze(1).repeat(1, self.num_codes, 1, 1)
-        z[:, :, n] = torch.eye(self.num_codes).to(z)
-        return self.decode(z)
+        return explore.traverse_categorical(self, self.encode(x), [n])[:, 0]
 
     def check_data(self, x: torch.Tensor, name: str = "data") -> None:
         """Raise ``ValueError`` naming ``name`` unless ``x`` fits this model."""
