@@ -1,6 +1,7 @@
 """The VAE-GAN against the plain VAE with the same conv networks, on mnist-10k.
 
-Both rows train on mnist-10k's 8,000 training images for the same number of epochs
+Both rows train on mnist-10k's 8,000 training images (or ``--data``, ``--train-size``)
+for the same number of epochs
 (batch 128, Adam 1e-3, seed 0, one thread) with the same encoder and decoder
 (``--net conv --hidden 256 --z-dim 32``, channels 32, 64) and the same pixel
 likelihood (Bernoulli):
@@ -16,11 +17,13 @@ features of the package's MNIST classifier. Prints a Markdown table and writes e
 row's sample grid to ``--figures``.
 
     OMP_NUM_THREADS=1 python benchmarks/vaegan.py                  # the table of docs/vaegan.md
+    OMP_NUM_THREADS=1 python benchmarks/vaegan.py --data fashion-mnist --train-size 8000
 
 Finished runs in ``--out`` (one folder per row) are reused when their epochs match.
 """
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -53,18 +56,20 @@ def finished(out: Path, config: TrainConfig) -> bool:
 
 def run_one(name: str, args) -> dict:
     """Train one row (or reuse a finished run); its sample-quality figures."""
-    out = Path(args.out) / name
+    out = Path(args.out) / (name if args.data == "mnist-10k" else f"{args.data}-{name}")
     model, fields = ROWS[name]
-    config = TrainConfig.for_model(model, data="mnist-10k", epochs=args.epochs,
-                                   seed=args.seed, threads=1, out=str(out), **fields)
+    config = TrainConfig.for_model(model, data=args.data, epochs=args.epochs,
+                                   train_size=args.train_size, seed=args.seed, threads=1,
+                                   out=str(out), **fields)
     if not finished(out, config):
         train(config, overwrite=True)
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     run = Run.load(out)
     run.model.eval()
     torch.manual_seed(args.seed)
-    quality = sample_quality(run.model, prepare_data(run.config), num=args.num, seed=args.seed)
-    return {"name": name, "model": run.model, "train_s": sum(r["epoch_s"] for r in history),
+    data = prepare_data(dataclasses.replace(run.config, train_size=None))
+    quality = sample_quality(run.model, data, num=args.num, seed=args.seed)
+    return {"name": name, "model": run.model, "data": data, "train_s": sum(r["epoch_s"] for r in history),
             "test_loss": history[-1]["test_loss"], **quality}
 
 
@@ -85,6 +90,10 @@ def main() -> None:
     p.add_argument("--num", type=int, default=2000, help="images a side for FID (default 2000)")
     p.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", default="mnist-10k",
+                   help="mnist-10k, fashion-mnist, coloured-mnist-10k, ... (default mnist-10k)")
+    p.add_argument("--train-size", type=int, default=None,
+                   help="a seeded subset of the training set (default: all)")
     p.add_argument("--out", default="runs/vaegan", help="run folders, one per row")
     p.add_argument("--figures", default="docs/vaegan", help="sample grids, one PNG per row")
     args = p.parse_args()
@@ -93,11 +102,14 @@ def main() -> None:
     rows = [run_one(name, args) for name in args.rows]
     folder = Path(args.figures)
     folder.mkdir(parents=True, exist_ok=True)
+    suffix = "" if args.data == "mnist-10k" else f"-{args.data}"
     for r in rows:
         torch.manual_seed(args.seed)
         plots.save(plots.image_grid(r["model"].generate(64), 8, title=f"{r['name']}: samples"),
-                   folder / f"{r['name']}-samples.png")
-    print(f"\nmnist-10k (8,000 training, 2,000 test images), {args.epochs} epochs each, "
+                   folder / f"{r['name']}-samples{suffix}.png")
+    data = rows[0]["data"]
+    print(f"\n{args.data} ({args.train_size or len(data.x_train)} training, "
+          f"{len(data.x_test)} test images), {args.epochs} epochs each, "
           f"batch 128, seed {args.seed}; FID on {args.num} images a side; floor (training "
           f"images) {rows[0]['fid_train_floor']:.1f}\n")
     print(table(rows))

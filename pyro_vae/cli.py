@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import json
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -147,8 +148,8 @@ def _train(args: argparse.Namespace) -> int:
     except Interrupted as stop:
         raise Interrupted(f"{stop}; continue with: pyro-vae train --resume {config.out}",
                           stop.signum) from None
-    if rank() != 0:  # under torchrun, rank 0 alone reports
-        return 0
+    if int(os.environ.get("RANK", rank())) != 0:  # under torchrun, rank 0 alone reports
+        return 0  # (the process group is gone by now: ask the launcher's environment)
     last = history[-1] if history else {}
     print(f"run folder: {config.out}")
     if last:
@@ -205,6 +206,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                                progress=sys.stderr.isatty())
     if model.classifies:
         result["test_accuracy"] = accuracy(model.classify, x_test, y_test, args.batch_size)
+    result.update(model.metrics(x_test))
     result.update(num_images=len(x_test), checkpoint=run.checkpoint.name, epoch=run.epoch)
     if args.sample_quality:
         result.update(_sample_quality(run, args))
@@ -220,11 +222,12 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _sample_quality(run: runs.Run, args: argparse.Namespace) -> dict:
     """:func:`pyro_vae.quality.sample_quality` of the run against its data set (or
-    ``args.data``), with pixel intensities as stored (no binarising)."""
+    ``args.data``), with pixel intensities as stored (no binarising) and its whole
+    training set (the classifier's and the floor's), whatever ``--train-size`` the run had."""
     from .quality import sample_quality
     from .train import prepare_data
 
-    config = dataclasses.replace(run.config, binarize="none")
+    config = dataclasses.replace(run.config, binarize="none", train_size=None)
     if args.data:
         config = dataclasses.replace(config, data=args.data, data_dir=None)
     return sample_quality(run.model, prepare_data(config), args.quality_samples, args.seed)

@@ -86,6 +86,8 @@ class TrainConfig:
                                             "e.g. 7 (the test set keeps all)", "data")
     test_fraction: float = option(0.2, "share held out as the test set when the data "
                                   "has none", "data", positive=True)
+    train_size: int = option(None, "train on this many training images, a seeded random "
+                             "subset (the test set keeps all); default: all", "data", minimum=1)
     val_fraction: float = option(0.0, "share of the training set held out (seeded) to "
                                  "validate each epoch, keep the best checkpoint and stop "
                                  "early; 0: none", "data")

@@ -82,8 +82,12 @@ def ddp_step(
     """
     device = module_device(module)
     scale = float(world_size())
-    loss = DistributedDataParallel(ELBOLoss(module, model, guide, elbo, scale=scale),
-                                   device_ids=[device] if device.type == "cuda" else None)
+    wrapped = ELBOLoss(module, model, guide, elbo, scale=scale)
+    trained = {id(p) for _, p in getattr(module, "svi_parameters", module.named_parameters)()}
+    others = [f"module.{name}" for name, p in module.named_parameters() if id(p) not in trained]
+    if others:  # those of a model's extra steps or phases: no gradient from the ELBO
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(wrapped, others)
+    loss = DistributedDataParallel(wrapped, device_ids=[device] if device.type == "cuda" else None)
     return FusedStep(model, guide, elbo, lr=lr, clip_norm=clip_norm, optimizer=optimizer,
                      loss=loss, loss_scale=scale)
 

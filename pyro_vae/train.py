@@ -11,6 +11,7 @@ are ``(x, y)``), ``semi_supervised`` (``labels`` keeps some labels, the model's
 (``test_accuracy`` is logged each epoch).
 """
 
+import dataclasses
 import inspect
 import logging
 from pathlib import Path
@@ -92,10 +93,23 @@ def prepare_data(config: TrainConfig) -> ImageData:
     data = load_dataset(config.data, config.data_dir, image_size=config.image_size,
                         classes=config.classes, exclude_classes=config.exclude_class,
                         test_fraction=config.test_fraction, seed=config.seed)
+    if config.train_size is not None:
+        data = subset_training(data, config.train_size, config.seed)
     if config.binarize == "dynamic":
         generator = torch.Generator().manual_seed(TEST_BINARIZE_SEED)
         data.x_test = binarize(data.x_test, generator)
     return data
+
+
+def subset_training(data: ImageData, size: int, seed: int) -> ImageData:
+    """``data`` with ``size`` of its training images, drawn without replacement by
+    ``seed`` (in their stored order); the test set is left whole."""
+    if size > len(data.x_train):
+        raise ValueError(f"train_size: {size} exceeds the {len(data.x_train)} training "
+                         f"images of {data.name}")
+    keep = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(seed))
+    keep = keep[:size].sort().values
+    return dataclasses.replace(data, x_train=data.x_train[keep], y_train=data.y_train[keep])
 
 
 def check_resumable(out: Path, config: TrainConfig, x_shape) -> int:
@@ -139,6 +153,7 @@ def train(
     device, distributed = runs.start_processes(config)
     model = build_model(config, data.x_shape, data.num_classes)
     train_set, val_set, test_set = _splits(model, data, config)
+    callbacks = [*_model_callbacks(model, data, config), *model.callbacks(config, train_set[0])]
     done = check_resumable(out, config, data.x_shape) if resume else 0
     if rank() == 0:  # the same rules as fit's, worded for the command line
         runs.prepare(out, resume, overwrite, name="out")
@@ -155,7 +170,7 @@ def train(
         early_stopping=config.early_stopping,
         step=None if config.step == "auto" else config.step, seed=config.seed, device=device,
         transform=_transform(config),
-        callbacks=_model_callbacks(model, data, config), run_dir=out,
+        callbacks=callbacks, run_dir=out,
         checkpoint_every=config.checkpoint_every, checkpoint_steps=config.checkpoint_steps,
         keep_checkpoints=config.keep_checkpoints, max_bad_steps=config.max_bad_steps,
         resume=resume, tensorboard=config.tensorboard, progress=progress,

@@ -536,3 +536,24 @@ def test_bad_image_size_is_refused(tmp_path, image_size):
     image_folder(tmp_path)
     with pytest.raises((ValueError, TypeError), match="^image_size: expected"):
         D.load_dataset(str(tmp_path), image_size=image_size)
+
+
+def test_train_size_keeps_a_seeded_subset_of_the_training_set(tmp_path, capsys):
+    from pyro_vae import TrainConfig
+    from pyro_vae.cli import main
+    from pyro_vae.train import prepare_data
+
+    path = tmp_path / "x.npy"
+    np.save(path, np.random.default_rng(0).random((50, 1, 4, 4), np.float32))
+    whole = prepare_data(TrainConfig(data=str(path), seed=3))
+    some = prepare_data(TrainConfig(data=str(path), train_size=12, seed=3))
+    again = prepare_data(TrainConfig(data=str(path), train_size=12, seed=3))
+    assert len(some.x_train) == 12 and torch.equal(some.x_train, again.x_train)
+    assert torch.equal(some.x_test, whole.x_test)
+    rows = {tuple(r.flatten().tolist()) for r in whole.x_train}
+    assert all(tuple(r.flatten().tolist()) in rows for r in some.x_train)
+    other = prepare_data(TrainConfig(data=str(path), train_size=40, seed=3))
+    assert torch.equal(other.x_train, whole.x_train)
+    assert main(["train", "--data", str(path), "--train-size", "41", "--seed", "3", "--out",
+                 str(tmp_path / "run")]) == 2
+    assert "train_size: 41 exceeds the 40 training images" in capsys.readouterr().err

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 
 SCRIPT = textwrap.dedent('''
@@ -65,3 +66,50 @@ def test_two_gloo_ranks_match_one_process_with_the_combined_batch(tmp_path):
         torch.testing.assert_close(two["params"][name], value, rtol=1e-4, atol=1e-5)
     # the reported loss is the combined batch's, not the world-size-scaled one
     assert abs(one["loss"] - two["loss"]) < 1e-3 * abs(one["loss"])
+
+
+VQ_SCRIPT = textwrap.dedent('''
+    import sys
+    import pyro, torch
+    import torch.distributed
+    from pyro_vae import fit
+    from pyro_vae.models import VQVAE
+    from pyro_vae.distributed import leave
+
+    distributed = sys.argv[1] == "ddp"
+    torch.set_num_threads(1)
+    if distributed:
+        torch.distributed.init_process_group("gloo")
+    pyro.set_rng_seed(0)
+    x = torch.rand(64, 1, 6, 6)
+    pyro.set_rng_seed(1)
+    vq = VQVAE((1, 6, 6), num_codes=8, code_dim=4, channels=(4, 8), prior_width=8,
+               prior_layers=1, dead_after=0, prior_alongside=False)
+    fit(vq.model, vq.guide, x, epochs=2, batch_size=int(sys.argv[2]), lr=0.01, seed=3,
+        distributed=distributed)
+    if not distributed or torch.distributed.get_rank() == 0:
+        torch.save(vq.state_dict(), sys.argv[3])
+    leave()
+''')
+
+
+@pytest.mark.slow
+def test_the_vq_vae_codebook_under_two_ranks_follows_the_combined_batch(tmp_path):
+    """The EMA statistics are summed over ranks: two ranks of 8 images reach the codebook
+    (and the networks) of one process stepping on 16."""
+    script = tmp_path / "vq.py"
+    script.write_text(VQ_SCRIPT)
+    run = dict(capture_output=True, text=True, timeout=240)
+    single = subprocess.run([sys.executable, str(script), "one", "16", str(tmp_path / "one.pt")],
+                            **run)
+    assert single.returncode == 0, single.stderr[-3000:]
+    ddp = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
+         str(script), "ddp", "8", str(tmp_path / "ddp.pt")], **run)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "ddp.pt")
+    for name in ("codebook", "ema_count", "ema_sum", "idle"):
+        torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-5)
+    for name, value in one.items():
+        torch.testing.assert_close(two[name], value, rtol=1e-4, atol=1e-4)

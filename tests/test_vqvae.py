@@ -16,7 +16,7 @@ from pyro_vae.checkpoint import CHECKPOINT, load_checkpoint
 from pyro_vae.cli import main
 from pyro_vae.models import MODELS, VQVAE
 from pyro_vae.models.vqvae import LAPLACE_EPS, UniformCodes, lookup, nearest, straight_through
-from pyro_vae.train import train
+from pyro_vae.train import prepare_data, train
 
 K, D = 8, 4
 TINY = ["--num-codes", "8", "--code-dim", "4", "--channels", "4,8", "--prior-width", "8",
@@ -176,10 +176,10 @@ def test_uniform_codes_sample_from_the_codebook():
 
 
 # ------------------------------------------------------------------ training
-def config(out, npy, epochs):
+def config(out, npy, epochs, **kw):
     return TrainConfig.for_model("vqvae", data=str(npy), epochs=epochs, out=str(out),
                                  num_codes=K, code_dim=D, channels=(4, 8), prior_width=8,
-                                 prior_layers=1, batch_size=16, dead_after=2)
+                                 prior_layers=1, batch_size=16, dead_after=2, **kw)
 
 
 def test_codebook_and_prior_resume_exactly(tmp_path, npy):
@@ -193,6 +193,32 @@ def test_codebook_and_prior_resume_exactly(tmp_path, npy):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_the_prior_phase_is_fit_prior_after_the_last_epoch(tmp_path, npy):
+    _, history = train(config(tmp_path / "phase", npy, 1, prior_epochs=3))
+    assert set(history[-1]) >= {"prior_phase_loss", "prior_phase_s"}
+    plain, _ = train(config(tmp_path / "plain", npy, 1, prior_epochs=0))
+    data = prepare_data(config(tmp_path / "plain", npy, 1))
+    losses = plain.fit_prior(data.x_train, 3, batch_size=16, lr=1e-3, seed=0)
+    assert history[-1]["prior_phase_loss"] == pytest.approx(losses[-1])
+    saved = load_checkpoint(tmp_path / "phase" / CHECKPOINT)["params"]
+    for name, value in plain.state_dict().items():
+        assert torch.equal(saved[name], value), name
+
+
+def test_no_prior_step_alongside_when_asked(tmp_path, npy):
+    model, history = train(config(tmp_path / "a", npy, 1, prior_alongside=False, prior_epochs=0))
+    assert "prior_loss" not in history[-1] and model.extra_steps(torch.optim.Adam) == {}
+    assert load_checkpoint(tmp_path / "a" / CHECKPOINT)["extra_optim"] == {}
+
+
+def test_early_stopping_with_a_prior_phase_is_refused(tmp_path, npy, capsys):
+    assert main(["train", "--model", "vqvae", "--data", str(npy), "--epochs", "2",
+                 "--val-fraction", "0.25", "--early-stopping", "1",
+                 "--out", str(tmp_path / "es"), *TINY]) == 2
+    assert "early_stopping: the prior's second phase" in capsys.readouterr().err
+    assert not (tmp_path / "es").exists()
+
+
 def test_train_evaluate_sample_from_the_shell(tmp_path, npy, capsys):
     run = tmp_path / "vq"
     assert main(["train", "--model", "vqvae", "--data", str(npy), "--epochs", "1",
@@ -202,6 +228,8 @@ def test_train_evaluate_sample_from_the_shell(tmp_path, npy, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["kl"] == pytest.approx(4 * math.log(K), rel=1e-5)
     assert result["test_loss"] == pytest.approx(result["recon"] + result["kl"])
+    assert 0 < result["codebook_usage"] <= 1 and 1 <= result["codebook_perplexity"] <= K
+    assert result["mse"] > 0
     assert main(["sample", str(run), "--num", "5", "--out", str(tmp_path / "s.npy")]) == 0
     assert np.load(tmp_path / "s.npy").shape == (5, 1, 6, 6)
     assert main(["train", "--model", "vqvae", "--data", str(npy), "--decay", "1.5",

@@ -25,7 +25,7 @@ one process; checkpoints hold ``state_dict()`` and do not depend on that name.
 
 import itertools
 import weakref
-from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -123,6 +123,17 @@ class Model(nn.Module):
         """Steps taken after each SVI step, each with its own optimiser built by
         ``optimizer(params)`` (e.g. a discriminator's; see
         :class:`~pyro_vae.steps.OptimizerStep`): name -> step. None by default."""
+        return {}
+
+    def callbacks(self, config: TrainConfig, x_train: torch.Tensor) -> List[Any]:
+        """Callbacks that ``pyro-vae train`` adds to a run of this model, built from
+        its ``config`` and training images ``x_train`` (e.g. a phase after the last
+        epoch); raise ``ValueError`` for a config they cannot serve. None by default."""
+        return []
+
+    def metrics(self, x: torch.Tensor) -> Dict[str, float]:
+        """Figures of this model beyond the ELBO on images ``x: [N, C, H, W]`` (e.g. a
+        codebook's usage), which ``pyro-vae evaluate`` reports. None by default."""
         return {}
 
     def check_elbo(self, elbo) -> None:

@@ -9,8 +9,9 @@ See ``docs/vqvae.md`` for the math beside the code and the measured table.
 """
 
 import math
+import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -22,8 +23,10 @@ import pyro.distributions as dist
 
 from .. import explore
 from ..config import TrainConfig, option
+from ..distributed import all_sum, world_size
 from ..likelihoods import LIKELIHOODS
 from ..steps import OptimizerStep
+from ..training.callbacks import Callback
 from .base import Model, batch_size_of
 from .vae import _part
 
@@ -49,6 +52,11 @@ class VQVAEConfig(TrainConfig):
     prior: str = option("transformer", "what generate samples code grids from: transformer "
                         "(learnt alongside, on the training codes) or uniform",
                         choices=lambda: PRIORS)
+    prior_epochs: int = option(20, "epochs of the learnt prior alone on the fixed codes of "
+                               "the training set after the last epoch (the paper's second "
+                               "phase); 0: none", minimum=0)
+    prior_alongside: bool = option(True, "also fit the learnt prior one step per SVI step "
+                                   "while the VQ-VAE trains (false under torchrun)")
     prior_width: int = option(64, "width of the prior's causal transformer", minimum=8)
     prior_layers: int = option(2, "layers of the prior's causal transformer", minimum=1)
 
@@ -236,6 +244,7 @@ class VQVAE(Model):
     :param dead_after: steps unused before a restart (0: never).
     :param prior: ``"transformer"`` or ``"uniform"``, for :meth:`generate`.
     :param prior_width: the transformer's width. :param prior_layers: its layers.
+    :param prior_alongside: fit the prior by :meth:`extra_steps` while the VQ-VAE trains.
     :param name: this instance's scope in Pyro's param store (default: unique).
     """
 
@@ -247,7 +256,8 @@ class VQVAE(Model):
                  code_dim: int = 32, channels: Sequence[int] = (32, 64),
                  likelihood: Union[str, nn.Module] = "bernoulli", commitment: float = 0.25,
                  decay: float = 0.99, dead_after: int = 10, prior: str = "transformer",
-                 prior_width: int = 64, prior_layers: int = 2, name: Optional[str] = None):
+                 prior_width: int = 64, prior_layers: int = 2, prior_alongside: bool = True,
+                 name: Optional[str] = None):
         _check_arguments(x_shape, num_codes, code_dim, channels, commitment, decay,
                          dead_after, prior)
         super().__init__(name)
@@ -255,7 +265,7 @@ class VQVAE(Model):
         self.num_codes, self.code_dim = int(num_codes), int(code_dim)
         self.channels = tuple(channels)
         self.commitment, self.decay, self.dead_after = float(commitment), float(decay), dead_after
-        self.prior_kind = prior
+        self.prior_kind, self.prior_alongside = prior, bool(prior_alongside)
         self.grid = tuple(_halved(s, len(self.channels)) for s in self.x_shape[1:])
         self.likelihood = _part("likelihood", LIKELIHOODS, likelihood)
         self.encoder = GridEncoder(self.x_shape, self.code_dim, self.channels)
@@ -309,9 +319,10 @@ class VQVAE(Model):
         assigned to codes ``idx: [B, h, w]``; then the restart of dead codes."""
         flat = z_e.movedim(-3, -1).reshape(-1, self.code_dim)
         one_hot = F.one_hot(idx.reshape(-1), self.num_codes).to(flat)
-        counts = one_hot.sum(0)
+        # under torch.distributed, n_k and the sums are those of the combined batch
+        counts, sums = all_sum(one_hot.sum(0)), all_sum(one_hot.T @ flat)
         self.ema_count.mul_(self.decay).add_(counts, alpha=1 - self.decay)
-        self.ema_sum.mul_(self.decay).add_(one_hot.T @ flat, alpha=1 - self.decay)
+        self.ema_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
         total = self.ema_count.sum()
         smoothed = (self.ema_count + LAPLACE_EPS) / (total + self.num_codes * LAPLACE_EPS) * total
         self.codebook.copy_(self.ema_sum / smoothed.unsqueeze(-1))
@@ -322,10 +333,13 @@ class VQVAE(Model):
     @torch.no_grad()
     def restart_dead(self, flat: torch.Tensor) -> torch.Tensor:
         """Codes idle for ``dead_after`` steps restart at random rows of ``flat: [N, D]``
-        (drawn with torch's global generator, which checkpoints save). Returns their indices."""
+        (drawn with torch's global generator, which checkpoints save; under
+        torch.distributed, rank 0's rows, sent to every rank). Returns their indices."""
         dead = (self.idle >= self.dead_after).nonzero().flatten()
         if len(dead):
             rows = flat[torch.randint(len(flat), (len(dead),), device=flat.device)]
+            if world_size() > 1:
+                torch.distributed.broadcast(rows, src=0)
             self.codebook[dead] = rows
             self.ema_sum[dead] = rows
             self.ema_count[dead] = 1.0
@@ -372,7 +386,8 @@ class VQVAE(Model):
             raise ValueError(f"epochs: expected an integer >= 0, got {epochs!r}")
         training = self.training
         self.eval()
-        codes = torch.cat([self.code_indices(b) for b in x.split(1000)])
+        device = self.codebook.device
+        codes = torch.cat([self.code_indices(b.to(device)) for b in x.split(1000)])
         optimizer = torch.optim.Adam(self.code_prior.parameters(), lr=lr)
         generator, losses = torch.Generator().manual_seed(seed), []
         for _ in range(int(epochs)):
@@ -393,9 +408,33 @@ class VQVAE(Model):
     def extra_steps(self, optimizer: Callable) -> Dict[str, Any]:
         """The learnt prior's step after each SVI step (``prior_loss`` is logged); none
         with ``prior="uniform"``."""
-        if self.prior_kind == "uniform":
+        if self.prior_kind == "uniform" or not self.prior_alongside:
             return {}
+        if world_size() > 1:
+            raise ValueError("prior_alongside: the learnt prior's step alongside training "
+                             "runs in one process; under torchrun pass --prior-alongside "
+                             "false (the prior is then fitted after the last epoch, "
+                             "--prior-epochs)")
         return {"prior": OptimizerStep(self.code_prior.parameters(), self.prior_loss, optimizer)}
+
+    def callbacks(self, config, x_train: torch.Tensor) -> List[Callback]:
+        """The second phase, :class:`PriorPhase`, after the last epoch of a run with
+        ``config.prior_epochs > 0`` and the learnt prior."""
+        epochs = getattr(config, "prior_epochs", 0)
+        if self.prior_kind == "uniform" or not epochs:
+            return []
+        if config.early_stopping:
+            raise ValueError("early_stopping: the prior's second phase runs after the last "
+                             "epoch, and an early stop keeps an earlier one; pass "
+                             "--prior-epochs 0 with early stopping")
+        return [PriorPhase(self, x_train, epochs, config.batch_size, config.lr, config.seed)]
+
+    def metrics(self, x: torch.Tensor) -> Dict[str, float]:
+        """:meth:`code_statistics` of ``x``, named for a report: ``codebook_usage``,
+        ``codebook_perplexity`` and ``mse``."""
+        stats = self.code_statistics(x)
+        return {"codebook_usage": stats["usage"], "codebook_perplexity": stats["perplexity"],
+                "mse": stats["mse"]}
 
     def sample_codes(self, num: int, prior: Optional[str] = None) -> torch.Tensor:
         """``num`` code grids ``[num, h w]`` from ``prior`` (default: this model's)."""
@@ -452,6 +491,42 @@ class VQVAE(Model):
         """Raise ``ValueError`` naming ``name`` unless ``x`` fits this model."""
         super().check_data(x, name)
         self.likelihood.check(x, name)
+
+
+class PriorPhase(Callback):
+    """After the last epoch, the learnt prior alone on the fixed codes of ``x_train``
+    (:meth:`VQVAE.fit_prior`, ``epochs`` passes, seeded), before the checkpoint of that
+    epoch is written: the saved run samples from the fitted prior. Adds
+    ``prior_phase_loss`` (the last pass's mean ``-log p(k)``, nats per image) and
+    ``prior_phase_s`` to the epoch's metrics.
+
+    The prior's weights from before the phase are saved with the checkpoint, and a
+    resumed run that trains further starts its next epoch from them, then fits the
+    phase again after its new last epoch: N epochs and then M more end exactly where
+    N + M epochs in one go do."""
+
+    key = "vqvae_prior_phase"
+
+    def __init__(self, model: VQVAE, x_train: torch.Tensor, epochs: int, batch_size: int = 128,
+                 lr: float = 1e-3, seed: int = 0):
+        self.model, self.x_train, self.epochs = model, x_train, int(epochs)
+        self.batch_size, self.lr, self.seed = batch_size, lr, seed
+
+    def on_epoch_start(self, state, epoch):
+        before = state.extra.pop(self.key, None)
+        if before is not None:  # training goes on after a finished run's phase
+            self.model.code_prior.load_state_dict(before)
+
+    def on_epoch_end(self, state, metrics):
+        if metrics["epoch"] < state.epochs:
+            return
+        state.extra[self.key] = {k: v.detach().clone()
+                                 for k, v in self.model.code_prior.state_dict().items()}
+        start = time.perf_counter()
+        losses = self.model.fit_prior(self.x_train, self.epochs, self.batch_size, self.lr,
+                                      self.seed)
+        metrics["prior_phase_loss"] = losses[-1]
+        metrics["prior_phase_s"] = time.perf_counter() - start
 
 
 def _halved(size: int, layers: int) -> int:
