@@ -15,6 +15,9 @@ after its last epoch (no early stopping: the test set is never used to choose).
 ``m1+m2``          M2 on those codes, ``normal`` likelihood (Kingma et al. 2014)
 ``m1+m2-sampled``  the same with the label of an unlabelled code drawn once from
                    q(y|x) (score-function gradient) instead of enumerated
+``adgm``           ``pyro-vae train --model adgm --labels 100`` at its defaults
+                   (auxiliary latent a; Maaloe et al. 2016), ``--adgm-epochs``
+``sdgm``           the same with ``--model sdgm`` (a on the generative path)
 =================  ==============================================================
 
 M1 is trained once per data set (it never sees a label) and shared by the seeds.
@@ -36,9 +39,12 @@ import torch.nn.functional as F
 
 import pyro
 
-from pyro_vae import M2, VAE, InterleavedBatches, accuracy, encode_data, fit, keep_labels, load_dataset
+from pyro_vae import (M2, VAE, InterleavedBatches, TrainConfig, accuracy, encode_data, fit,
+                      keep_labels, load_dataset)
+from pyro_vae.train import train
 
-METHODS = ["labels-only", "m2-sparse", "m2", "m1-labels-only", "m1+m2", "m1+m2-sampled"]
+METHODS = ["labels-only", "m2-sparse", "m2", "m1-labels-only", "m1+m2", "m1+m2-sampled",
+           "adgm", "sdgm"]
 
 
 def labels_only(model: M2, x, y, args) -> None:
@@ -79,7 +85,19 @@ def m1_codes(data, args):
     return encode_data(m1, data)
 
 
+def auxiliary(method: str, data, seed: int, args) -> float:
+    """``pyro-vae train --model adgm|sdgm --labels N --seed S`` at the model's defaults;
+    the test accuracy after the last epoch."""
+    out = Path(args.cache) / f"{method}-{data.name}-{args.labels}-seed{seed}"
+    config = TrainConfig.for_model(method, data=args.dataset, labels=args.labels, seed=seed,
+                                   epochs=args.adgm_epochs, threads=args.threads, out=str(out))
+    _, history = train(config, overwrite=True)
+    return history[-1]["test_accuracy"]
+
+
 def run(method, data, codes, seed, args):
+    if method in ("adgm", "sdgm"):
+        return auxiliary(method, data, seed, args)
     y = keep_labels(data.y_train, args.labels, data.num_classes, seed=seed)
     source = codes if method.startswith("m1") else data
     pyro.clear_param_store()
@@ -118,6 +136,7 @@ def main(argv=None):
     parser.add_argument("--m2-epochs", type=int, default=10, help="epochs of M2 on pixels")
     parser.add_argument("--m1m2-epochs", type=int, default=30, help="epochs of M2 on codes")
     parser.add_argument("--m1-epochs", type=int, default=100)
+    parser.add_argument("--adgm-epochs", type=int, default=30, help="epochs of ADGM and SDGM")
     parser.add_argument("--m1-z", type=int, default=50)
     parser.add_argument("--m1-beta", type=float, default=0.5)
     parser.add_argument("--m1-hidden", type=int, nargs="+", default=[600, 600])

@@ -116,12 +116,12 @@ def main(argv=None):
 
     data = prepare_data(TrainConfig.for_model("vqvae", data=args.data))
     results = [one_seed(seed, data, args) for seed in args.seeds]
-    usage = [r["codebook"]["usage"] for r in results]
+    usage = [100 * r["codebook"]["usage"] for r in results]
     perplexity = [r["codebook"]["perplexity"] for r in results]
     size = args.train_size or len(data.x_train)
     print(f"\n{args.data} ({size} training, {len(data.x_test)} test images), "
           f"{args.epochs} epochs, seeds {' '.join(map(str, args.seeds))}; codebook usage "
-          f"{mean_sd(usage)} of 128, perplexity {mean_sd(perplexity)}\n")
+          f"{mean_sd(usage)}% of 128 codes, perplexity {mean_sd(perplexity)}\n")
     print("| model | test reconstruction MSE | sample FID |\n| --- | ---: | ---: |")
     for name in results[0]["rows"]:
         errors = [r["rows"][name][0] for r in results]

@@ -60,6 +60,48 @@ def _conditioned(net: nn.Sequential, h: torch.Tensor, y: Optional[torch.Tensor])
     return net[1:](out)
 
 
+class JointMLP(nn.Module):
+    """An MLP of several inputs ``x_i: [..., d_i]`` whose leading dimensions broadcast.
+
+    The first layer is ``sum_i W_i x_i + b`` (the concatenation's linear map, written
+    so that an enumerated label ``[K, 1, d]`` meets a batch ``[B, d']`` without copying
+    the batch K times), then ``act``, and ``Linear -> act`` for each further hidden
+    width, then a ``Linear`` to ``out_dim``: ``[..., out_dim]``, the broadcast of the
+    inputs' leading shapes. With ``batch_norm``, each hidden layer's pre-activation is
+    batch-normalised over all its leading dimensions.
+    """
+
+    def __init__(self, in_dims: Sequence[int], hidden: Sequence[int], out_dim: int,
+                 act: str = "relu", batch_norm: bool = False):
+        super().__init__()
+        if not hidden:
+            raise ValueError("hidden: a JointMLP needs at least one hidden layer")
+        self.in_dims = tuple(int(d) for d in in_dims)
+        self.first = nn.ModuleList(nn.Linear(d, hidden[0], bias=i == 0)
+                                   for i, d in enumerate(self.in_dims))
+        widths = list(hidden)
+        self.norms = nn.ModuleList(nn.BatchNorm1d(w) if batch_norm else nn.Identity()
+                                   for w in widths)
+        self.act = activation(act)
+        self.rest = nn.ModuleList(nn.Linear(w, v) for w, v in zip(widths, widths[1:] + [out_dim]))
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if len(inputs) != len(self.in_dims):
+            raise ValueError(f"inputs: expected {len(self.in_dims)} tensors, got {len(inputs)}")
+        h = sum(layer(x) for layer, x in zip(self.first, inputs))
+        for norm, layer in zip(self.norms, self.rest):
+            h = self.act(_normed(norm, h))
+            h = layer(h)
+        return h
+
+
+def _normed(norm: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """``norm`` applied to ``h: [..., W]`` with all leading dimensions as the batch."""
+    if isinstance(norm, nn.Identity):
+        return h
+    return norm(h.reshape(-1, h.shape[-1])).reshape(h.shape)
+
+
 class Encoder(nn.Module):
     """Maps an image (and optionally a one-hot label) to ``out_dim`` guide parameters.
 

@@ -9,6 +9,7 @@ import importlib
 import inspect
 from typing import Any, Dict, Type
 
+from .adgm import ADGM, SDGM
 from .base import Model
 from .categorical import CategoricalVAE
 from .cvae import CVAE
@@ -21,6 +22,8 @@ MODELS: Dict[str, Type[Model]] = {
     "vae": VAE,
     "cvae": CVAE,
     "m2": M2,
+    "adgm": ADGM,
+    "sdgm": SDGM,
     "categorical": CategoricalVAE,
     "vqvae": VQVAE,
     "vaegan": VAEGAN,
@@ -68,5 +71,5 @@ def model_defaults(cls: Type[Model]) -> Dict[str, Any]:
     return out
 
 
-__all__ = ["CVAE", "CategoricalVAE", "M2", "MODELS", "Model", "VAE", "VAEGAN", "VQVAE", "model_class",
-           "model_defaults", "register_model"]
+__all__ = ["ADGM", "CVAE", "CategoricalVAE", "M2", "MODELS", "Model", "SDGM", "VAE", "VAEGAN",
+           "VQVAE", "model_class", "model_defaults", "register_model"]

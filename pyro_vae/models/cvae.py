@@ -103,21 +103,8 @@ class CVAE(VAE):
 
     # ----------------------------------------------------------- utilities
     def _labels(self, y: Union[int, torch.Tensor], num: int) -> torch.Tensor:
-        if y is None:
-            raise ValueError(f"y: {type(self).__name__} needs the labels, got None")
-        device = self.label_prior.logits.device
-        y = torch.as_tensor(y, device=device)
-        if y.dtype in (torch.bool,) or y.is_floating_point() or y.is_complex():
-            raise TypeError(f"y: expected integer labels, got dtype {y.dtype}")
-        y = y.long().expand(num) if y.dim() == 0 else y.long()
-        if y.shape != (num,):
-            raise ValueError(f"y: expected one label or {num} labels, got shape {list(y.shape)}")
-        if len(y) and (y.min() < 0 or y.max() >= self.num_classes):
-            raise ValueError(
-                f"y: expected labels in [0, {self.num_classes}), "
-                f"got values in [{y.min().item()}, {y.max().item()}]"
-            )
-        return y
+        return as_labels(y, num, self.num_classes, self.label_prior.logits.device,
+                         type(self).__name__)
 
     @torch.no_grad()
     def generate(self, num: int, y: Union[int, torch.Tensor, None] = None) -> torch.Tensor:
@@ -130,16 +117,43 @@ class CVAE(VAE):
                      allow_missing: bool = False) -> None:
         """Raise unless ``y`` holds ``num`` integer labels in ``[0, K)`` (``-1`` marks a
         missing label where ``allow_missing``)."""
-        if not torch.is_tensor(y) or y.is_floating_point() or y.dtype == torch.bool:
-            raise TypeError(
-                f"{name}: expected an integer tensor, got "
-                f"{y.dtype if torch.is_tensor(y) else type(y).__name__}"
-            )
-        if y.shape != (num,):
-            raise ValueError(f"{name}: expected shape [{num}] (one per image), got {list(y.shape)}")
-        low = -1 if allow_missing else 0
-        if num and (y.min() < low or y.max() >= self.num_classes):
-            raise ValueError(
-                f"{name}: expected values in [{low}, {self.num_classes}), got values in "
-                f"[{y.min().item()}, {y.max().item()}]"
-            )
+        check_class_labels(y, num, self.num_classes, name, allow_missing)
+
+
+def as_labels(y: Union[int, torch.Tensor, None], num: int, num_classes: int,
+              device: torch.device, owner: str = "the model") -> torch.Tensor:
+    """``y`` (one label for all, or ``[num]`` labels) as ``[num]`` int64 on ``device``,
+    checked to lie in ``[0, num_classes)``."""
+    if y is None:
+        raise ValueError(f"y: {owner} needs the labels, got None")
+    y = torch.as_tensor(y, device=device)
+    if y.dtype in (torch.bool,) or y.is_floating_point() or y.is_complex():
+        raise TypeError(f"y: expected integer labels, got dtype {y.dtype}")
+    y = y.long().expand(num) if y.dim() == 0 else y.long()
+    if y.shape != (num,):
+        raise ValueError(f"y: expected one label or {num} labels, got shape {list(y.shape)}")
+    if len(y) and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(
+            f"y: expected labels in [0, {num_classes}), "
+            f"got values in [{y.min().item()}, {y.max().item()}]"
+        )
+    return y
+
+
+def check_class_labels(y: torch.Tensor, num: int, num_classes: int, name: str = "labels",
+                       allow_missing: bool = False) -> None:
+    """Raise unless ``y`` holds ``num`` integer labels in ``[0, num_classes)`` (``-1``
+    marks a missing label where ``allow_missing``)."""
+    if not torch.is_tensor(y) or y.is_floating_point() or y.dtype == torch.bool:
+        raise TypeError(
+            f"{name}: expected an integer tensor, got "
+            f"{y.dtype if torch.is_tensor(y) else type(y).__name__}"
+        )
+    if y.shape != (num,):
+        raise ValueError(f"{name}: expected shape [{num}] (one per image), got {list(y.shape)}")
+    low = -1 if allow_missing else 0
+    if num and (y.min() < low or y.max() >= num_classes):
+        raise ValueError(
+            f"{name}: expected values in [{low}, {num_classes}), got values in "
+            f"[{y.min().item()}, {y.max().item()}]"
+        )
