@@ -23,13 +23,14 @@ import numpy as np
 import torch
 
 from . import __version__, plots, runs
-from .commands import explore, figures, score
+from .commands import explore, figures, score, text
 from .commands import Subcommand, load_run, run_arguments, test_data
 from .config import GROUPS, TrainConfig, config_class, parse_value
 from .distributed import rank
 from .evaluate import accuracy, evaluation_report
 from .interrupt import Interrupted
-from .models import MODELS
+from .models import MODELS, model_class
+from .text.report import SAMPLES, perplexities
 from .train import train
 
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError)
@@ -151,11 +152,12 @@ def _train(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", rank())) != 0:  # under torchrun, rank 0 alone reports
         return 0  # (the process group is gone by now: ask the launcher's environment)
     last = history[-1] if history else {}
+    item = "sentence" if model_class(config.model).data_kind == "text" else "image"
     print(f"run folder: {config.out}")
     if last:
-        print(f"test loss {last.get('test_loss', float('nan')):.2f} nats/image after "
+        print(f"test loss {last.get('test_loss', float('nan')):.2f} nats/{item} after "
               f"{last['epoch']} epochs")
-        figures = ", ".join(str(Path(config.out) / f) for f in runs.FIGURES
+        figures = ", ".join(str(Path(config.out) / f) for f in (*runs.FIGURES, SAMPLES)
                             if (Path(config.out) / f).exists())
         print(f"figures: {figures}")
     return 0
@@ -194,6 +196,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"quality_samples: expected an integer >= 4 (3 nearest neighbours "
                          f"besides each image), got {args.quality_samples}")
     run = load_run(args)
+    if args.sample_quality and run.model.data_kind == "text":
+        raise ValueError("sample_quality: compares images; the run models text")
     if args.sample_quality and getattr(run.config, "features", None):
         raise ValueError("sample_quality: the run models a VAE's codes (features), not "
                          "images; evaluate the images' VAE instead")
@@ -207,6 +211,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     if model.classifies:
         result["test_accuracy"] = accuracy(model.classify, x_test, y_test, args.batch_size)
     result.update(model.metrics(x_test))
+    if model.data_kind == "text":  # per token, not per pixel
+        result.pop("bits_per_dim", None)
+        result.update(perplexities(result, x_test))
     result.update(num_images=len(x_test), checkpoint=run.checkpoint.name, epoch=run.epoch)
     if args.sample_quality:
         result.update(_sample_quality(run, args))
@@ -235,15 +242,21 @@ def _sample_quality(run: runs.Run, args: argparse.Namespace) -> dict:
 
 def _sample_arguments(p: argparse.ArgumentParser) -> None:
     run_arguments(p)
-    p.add_argument("--num", type=int, default=64, help="number of images")
-    p.add_argument("--out", required=True, help="FILE.png (grid) or FILE.npy [N, C, H, W]")
+    p.add_argument("--num", type=int, default=64, help="number of images (or sentences)")
+    p.add_argument("--out", help="FILE.png (grid) or FILE.npy [N, C, H, W]; for a text "
+                   "model, FILE.txt (sentences are printed in any case)")
     p.add_argument("--label", type=int, default=None,
                    help="class of the images, for a model of labelled data (cvae, m2)")
+    text.decode_arguments(p)
 
 
 def _sample(args: argparse.Namespace) -> int:
     if args.num < 1:
         raise ValueError(f"num: expected a positive integer, got {args.num}")
+    if text.is_text_run(args.run_dir):
+        return text.sample(load_run(args), args)
+    if not args.out:
+        raise ValueError("out: required for images: FILE.png or FILE.npy")
     out = Path(args.out)
     if out.suffix not in (".png", ".npy"):
         raise ValueError(f"out: expected a file ending in .png or .npy, got {out.name!r}")
@@ -270,12 +283,16 @@ def _reconstruct_arguments(p: argparse.ArgumentParser) -> None:
     run_arguments(p)
     p.add_argument("--data", metavar="NAME|PATH", help="reconstruct this data set's test "
                    "images instead of the run's")
-    p.add_argument("--num", type=int, default=32, help="number of test images")
-    p.add_argument("--out", help="PNG file (default: RUN_DIR/reconstructions.png)")
+    p.add_argument("--num", type=int, default=32, help="number of test images (or sentences)")
+    p.add_argument("--out", help="PNG file (default: RUN_DIR/reconstructions.png); for a "
+                   "text model, FILE.txt (pairs are printed in any case)")
+    text.decode_arguments(p)
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
     run = load_run(args)
+    if run.model.data_kind == "text":
+        return text.reconstruct(run, args)
     x, y = test_data(run, args)
     model = run.model
     x_hat = model.reconstruct(x, y if model.uses_labels else None)
@@ -324,9 +341,11 @@ SUBCOMMANDS: Dict[str, Subcommand] = {
                               _reconstruct_arguments, _reconstruct),
     "compare": Subcommand("runs' differing settings and final metrics side by side, "
                           "and their curves on one figure", _compare_arguments, _compare),
-    **explore.SUBCOMMANDS,
-    **figures.SUBCOMMANDS,
-    **score.SUBCOMMANDS,
+    **{name: text.images_only(name, command) for name, command in
+       {**explore.SUBCOMMANDS, **figures.SUBCOMMANDS, **score.SUBCOMMANDS}.items()},
+    "interpolate": text.text_or_images(
+        explore.SUBCOMMANDS["interpolate"], "decode the latent path between two test images "
+        "(two sentences, --from \"...\" --to \"...\", for a text model)"),
 }
 
 

@@ -11,6 +11,7 @@ sets threads and seeds; :func:`write_figures` draws the run's figures; :class:`R
 reads a finished run back for every subcommand.
 """
 
+import dataclasses
 import datetime
 import json
 import os
@@ -34,6 +35,7 @@ from .checkpoint import (
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 BEST = "best.pt"
+VOCAB = "vocab.txt"  # a text model's vocabulary, one word a line
 FIGURES = ("samples.png", "reconstructions.png", "curves.png", "class_samples.png")
 
 
@@ -199,6 +201,8 @@ class Run:
         saved = dict(state["config"])
         x_shape, num_classes = saved["x_shape"], saved["num_classes"]
         config = TrainConfig.from_dict(saved)
+        if hasattr(config, "vocab") and (folder / VOCAB).is_file():  # wherever the run now lies
+            config = dataclasses.replace(config, vocab=str(folder / VOCAB))
         model = build_model(config, x_shape, num_classes)
         load_model_params(model, state["params"], path)
         model = model.to(resolve_device(device)).eval()

@@ -2,7 +2,10 @@
 
 A run folder (:mod:`pyro_vae.runs`) holds ``config.json``, ``metrics.jsonl``,
 checkpoints and the figures ``samples.png``, ``reconstructions.png`` and ``curves.png``
-(and ``class_samples.png``, one row per class, for models of labelled data).
+(and ``class_samples.png``, one row per class, for models of labelled data). A run of
+a text model (``data_kind = "text"``) has ``vocab.txt``, ``samples.txt`` (sentences
+decoded from the prior, and test sentences beside their reconstructions) and
+``curves.png`` instead of the image figures.
 
 What a model needs is read from its declarations
 (:class:`~pyro_vae.models.base.Model`), never from its name: ``uses_labels`` (batches
@@ -15,12 +18,12 @@ import dataclasses
 import inspect
 import logging
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
 
-from . import config as configs, runs
+from . import config as configs, plots, runs
 from .checkpoint import CHECKPOINT, load_checkpoint
 from .config import TrainConfig
 from .data import ImageData, binarize, load_dataset, perturb, split_validation
@@ -31,6 +34,8 @@ from .models import model_class
 from .schedules import SCHEDULES
 from .semisupervised import keep_labels
 from .stacking import encode_data
+from .text import TextData, Vocabulary, load_text
+from .text.report import write_samples
 from .training import callbacks as cb
 
 logger = logging.getLogger(__name__)
@@ -62,10 +67,16 @@ def check_config(config: TrainConfig) -> None:
     resolve_device(config.device)
 
 
-def build_model(config: TrainConfig, x_shape, num_classes: int = 10) -> nn.Module:
-    """The model named by ``config.model``, given the config fields its constructor takes."""
+def build_model(config: TrainConfig, x_shape, num_classes: int = 10,
+                vocab: Optional[Vocabulary] = None) -> nn.Module:
+    """The model named by ``config.model``, given the config fields its constructor takes.
+
+    A text model gets ``vocab``; else the vocabulary file of ``config.vocab``; else the
+    vocabulary size ``x_shape[0]`` (sentences then print as indices)."""
     cls = model_class(config.model)
     values = {**config.to_dict(), "x_shape": tuple(x_shape), "num_classes": num_classes}
+    if cls.data_kind == "text":
+        values["vocab"] = vocab or _saved_vocab(config, int(x_shape[0]))
     return cls(**{k: v for k, v in values.items() if k in _arguments(cls)})
 
 
@@ -78,11 +89,25 @@ def _arguments(cls) -> set:
     return names - {"name"}
 
 
-def prepare_data(config: TrainConfig) -> ImageData:
+def _saved_vocab(config: TrainConfig, size: int) -> Union[Vocabulary, int]:
+    path = getattr(config, "vocab", None)
+    if not path or not Path(path).is_file():
+        return size
+    vocab = Vocabulary.load(path)
+    if len(vocab) != size:
+        raise ValueError(f"vocab: {path} holds {len(vocab)} words, the run was trained "
+                         f"with {size}")
+    return vocab
+
+
+def prepare_data(config: TrainConfig) -> Union[ImageData, TextData]:
     """The configured data set; with ``binarize="dynamic"`` its test set binarised once.
 
     With ``features`` (M1+M2), the codes of that run's VAE instead (:mod:`pyro_vae.stacking`).
+    For a text model, sentences (:func:`pyro_vae.text.load_text`).
     """
+    if model_class(config.model).data_kind == "text":
+        return _prepare_text(config)
     features = getattr(config, "features", None)
     if features:
         m1 = runs.Run.load(features)
@@ -99,6 +124,20 @@ def prepare_data(config: TrainConfig) -> ImageData:
         generator = torch.Generator().manual_seed(TEST_BINARIZE_SEED)
         data.x_test = binarize(data.x_test, generator)
     return data
+
+
+# Settings of image data that a text run refuses rather than ignores.
+IMAGE_ONLY = {"image_size": None, "classes": None, "exclude_class": None, "binarize": "none",
+              "perturb": 0.0, "data_dir": None}
+
+
+def _prepare_text(config: TrainConfig) -> TextData:
+    for name, unset in IMAGE_ONLY.items():
+        if getattr(config, name) != unset:
+            raise ValueError(f"{name}: applies to images; model {config.model!r} reads text")
+    vocab = Vocabulary.load(config.vocab) if config.vocab else None
+    return load_text(config.data, config.max_vocab, test_fraction=config.test_fraction,
+                     seed=config.seed, train_size=config.train_size, vocab=vocab)
 
 
 def subset_training(data: ImageData, size: int, seed: int) -> ImageData:
@@ -150,13 +189,19 @@ def train(
     check_config(config)
     out = Path(config.out)
     data = prepare_data(config)
+    text = isinstance(data, TextData)
+    if text and not config.vocab:  # the run keeps the vocabulary it was trained with
+        config = dataclasses.replace(config, vocab=str((out / runs.VOCAB).resolve()))
     device, distributed = runs.start_processes(config)
-    model = build_model(config, data.x_shape, data.num_classes)
+    model = build_model(config, data.x_shape, data.num_classes,
+                        vocab=data.vocab if text else None)
     train_set, val_set, test_set = _splits(model, data, config)
     callbacks = [*_model_callbacks(model, data, config), *model.callbacks(config, train_set[0])]
     done = check_resumable(out, config, data.x_shape) if resume else 0
     if rank() == 0:  # the same rules as fit's, worded for the command line
         runs.prepare(out, resume, overwrite, name="out")
+        if text and not Path(config.vocab).is_file():
+            data.vocab.save(config.vocab)
     if done and done >= config.epochs:
         logger.warning("%s has trained %d epochs already; --epochs %d asks for no more, so "
                        "nothing is trained (pass --epochs above %d to continue)",
@@ -170,6 +215,7 @@ def train(
         early_stopping=config.early_stopping,
         step=None if config.step == "auto" else config.step, seed=config.seed, device=device,
         transform=_transform(config),
+        batches=model.batching(config.batch_size) if text else None,
         callbacks=callbacks, run_dir=out,
         checkpoint_every=config.checkpoint_every, checkpoint_steps=config.checkpoint_steps,
         keep_checkpoints=config.keep_checkpoints, max_bad_steps=config.max_bad_steps,
@@ -178,7 +224,10 @@ def train(
                 "num_classes": data.num_classes},
         distributed=distributed,
     )
-    if history and rank() == 0:
+    if history and rank() == 0 and text:
+        write_samples(model, data.x_test, out)
+        plots.save(plots.training_curves(history), out / "curves.png")
+    elif history and rank() == 0:
         runs.write_figures(model, data, history, out, decode=runs.image_decoder(config, device))
     if distributed:
         leave()

@@ -58,6 +58,9 @@ Rules every source follows:
 
 Every bad input raises ``ValueError`` (``FileNotFoundError`` for what is missing) with
 one line naming the argument (``data: ...`` for what is in the files).
+
+Sentences (``ptb``, ``toy``, a text file) are read by :func:`load_text` into a
+:class:`TextData`, from :mod:`pyro_vae.text`, for models with ``data_kind = "text"``.
 """
 
 from .arrays import ARRAY_SUFFIXES
@@ -71,6 +74,7 @@ from .load import load_dataset, load_items
 from .memory import FALLBACK_MAX_MEMORY, GiB, default_max_memory
 from .named import CACHE_DIR, DATASETS, DERIVED, TORCHVISION_SETS, embedded_folder
 from .splits import split_validation
+from ..text.corpus import TEXT_DATASETS, TextData, load_text
 
 __all__ = [
     "ARRAY_SUFFIXES", "BINARIZE", "CACHE_DIR", "DATASETS", "DERIVED", "FALLBACK_MAX_MEMORY",
@@ -78,5 +82,5 @@ __all__ = [
     "batch_indices", "binarize", "check_labels", "colourise", "perturb", "default_max_memory",
     "embedded_folder",
     "idx_shape", "load_dataset", "load_idx_folder", "load_items", "read_idx", "select_labels",
-    "split_validation", "write_idx",
+    "split_validation", "write_idx", "TEXT_DATASETS", "TextData", "load_text",
 ]

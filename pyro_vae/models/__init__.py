@@ -14,6 +14,7 @@ from .base import Model
 from .categorical import CategoricalVAE
 from .cvae import CVAE
 from .m2 import M2
+from .sentence import SentenceVAE
 from .vae import VAE
 from .vaegan import VAEGAN
 from .vqvae import VQVAE
@@ -27,6 +28,7 @@ MODELS: Dict[str, Type[Model]] = {
     "categorical": CategoricalVAE,
     "vqvae": VQVAE,
     "vaegan": VAEGAN,
+    "sentence": SentenceVAE,
 }
 
 
@@ -71,5 +73,5 @@ def model_defaults(cls: Type[Model]) -> Dict[str, Any]:
     return out
 
 
-__all__ = ["ADGM", "CVAE", "CategoricalVAE", "M2", "MODELS", "Model", "SDGM", "VAE", "VAEGAN",
-           "VQVAE", "model_class", "model_defaults", "register_model"]
+__all__ = ["ADGM", "CVAE", "CategoricalVAE", "M2", "MODELS", "Model", "SDGM", "SentenceVAE",
+           "VAE", "VAEGAN", "VQVAE", "model_class", "model_defaults", "register_model"]

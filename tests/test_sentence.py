@@ -1,0 +1,308 @@
+"""The sentence VAE: text data, masking, bounds, anti-collapse terms, decoding, CLI."""
+
+import json
+import math
+
+import pyro
+import pyro.poutine as poutine
+import pytest
+import torch
+from pyro.infer import Predictive, TraceMeanField_ELBO
+
+from pyro_vae.cli import main
+from pyro_vae.evaluate import elbo_terms, iw_log_likelihood
+from pyro_vae.models import MODELS, SentenceVAE
+from pyro_vae.models.sentence import free_bits_correction, trim
+from pyro_vae.text import (Vocabulary, beam_search, bucket_batches, greedy, load_text,
+                           toy_sentences, word_dropout)
+from pyro_vae.text.vocab import lengths
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return load_text("toy", seed=0)
+
+
+def tiny(vocab, **options):
+    return SentenceVAE(vocab, z_dim=4, embed_dim=8, hidden_size=16, **options)
+
+
+# ------------------------------------------------------------------- data
+def test_vocabulary_specials_and_round_trip():
+    vocab = Vocabulary.build([["a", "b", "a"], ["c"]], max_size=6)
+    assert vocab.words == ["<pad>", "<unk>", "<bos>", "<eos>", "a", "b"]
+    x = vocab.tensor([["a", "c"], ["b", "a", "b"]])
+    assert x.tolist() == [[4, 1, 3, 0], [5, 4, 5, 3]]
+    assert vocab.decode(x[1]) == "b a b" and lengths(x).tolist() == [3, 4]
+
+
+def test_text_file_split_is_seeded_and_vocab_from_training(tmp_path):
+    path = tmp_path / "s.txt"
+    path.write_text("\n".join(" ".join(s) for s in toy_sentences(50)) + "\n\nonly here\n")
+    a, b = load_text(str(path), seed=1), load_text(str(path), seed=1)
+    assert torch.equal(a.x_test, b.x_test) and len(a.x_train) + len(a.x_test) == 51
+    assert a.test_fraction == 0.2 and a.x_train.dtype == torch.int64
+    held = set(a.vocab.words)
+    assert all(w in held or w == "only" or w == "here" for s in toy_sentences(50) for w in s)
+
+
+def test_buckets_cover_every_sentence_once_and_trim_padding(toy):
+    batches = bucket_batches(32)((toy.x_train,), torch.Generator().manual_seed(0))
+    seen = torch.cat(list(batches.indices)).sort().values
+    assert torch.equal(seen, torch.arange(len(toy.x_train)))
+    for (x,) in batches:
+        assert lengths(x).max() == x.shape[1]
+
+
+def test_word_dropout_rate_and_identity():
+    x = torch.randint(4, 50, (200, 30))
+    assert word_dropout(x, 0.0) is x
+    torch.manual_seed(0)
+    out = word_dropout(x, 0.25)
+    dropped = (out[:, 1:] == Vocabulary.unk).float().mean().item()
+    assert abs(dropped - 0.25) < 0.02  # 5,800 Bernoulli draws: sd 0.006
+    assert (out[:, 0] == x[:, 0]).all()
+    assert ((out == x) | (out == Vocabulary.unk)).all()
+
+
+# ---------------------------------------------------------- the masked site
+def _padded(x, extra):
+    return torch.cat([x, torch.zeros(len(x), extra, dtype=x.dtype)], 1)
+
+
+def test_padding_changes_no_loss(toy):
+    model = tiny(toy.vocab).eval()
+    x = toy.x_test[:16]
+    losses = []
+    for extra in (0, 3, 11):
+        pyro.set_rng_seed(1)
+        losses.append(TraceMeanField_ELBO().loss(model.model, model.guide, _padded(x, extra)))
+    assert losses[0] == pytest.approx(losses[1], abs=1e-4) == pytest.approx(losses[2], abs=1e-4)
+
+
+def test_site_log_prob_is_the_sum_over_real_tokens(toy):
+    model = tiny(toy.vocab).eval()
+    x = _padded(toy.x_test[:5], 4)
+    trace = poutine.trace(model.model).get_trace(x)
+    site, z = trace.nodes["x"], trace.nodes["z"]["value"]
+    by_hand = torch.zeros(len(x))
+    with torch.no_grad():
+        for n in range(len(x)):
+            previous = Vocabulary.bos
+            state = None
+            for t in range(int(lengths(x[n:n + 1]))):
+                logits, state = model.decoder(torch.tensor([[previous]]), z[n:n + 1], state)
+                by_hand[n] += torch.log_softmax(logits[0, -1], -1)[x[n, t]]
+                previous = int(x[n, t])
+        assert torch.allclose(site["fn"].log_prob(site["value"]), by_hand, atol=1e-4)
+
+
+def test_iw_bound_is_above_the_elbo(toy):
+    model = tiny(toy.vocab).eval()
+    x = toy.x_test[:8]
+    elbo = -elbo_terms(model.model, model.guide, x)["test_loss"]
+    iw = iw_log_likelihood(model.model, model.guide, x, num_samples=50).mean().item()
+    assert iw >= elbo
+
+
+def test_iw_estimate_is_exact_when_the_decoder_ignores_z(toy):
+    """With ``language_model`` the decoder reads no z and q = p, so every weight is
+    p(x): the estimate equals the exact log p(x), the sum of the tokens' log-probs."""
+    model = tiny(toy.vocab, language_model=True).eval()
+    x = toy.x_test[:6]
+    iw = iw_log_likelihood(model.model, model.guide, x, num_samples=7)
+    site = poutine.trace(model.model).get_trace(x).nodes["x"]
+    exact = site["fn"].log_prob(site["value"])
+    assert torch.allclose(iw, exact, atol=1e-4)
+    assert elbo_terms(model.model, model.guide, x)["kl"] == 0
+
+
+def test_predictive_draws_sentences(toy):
+    model = tiny(toy.vocab, max_len=7)
+    draws = Predictive(model.model, num_samples=2)(num=3)
+    assert draws["x"].shape == (2, 3, 7) and draws["z"].shape == (2, 3, 4)
+
+
+# ------------------------------------------------------------- free bits
+def test_free_bits_gradient_vanishes_below_lambda():
+    loc = torch.tensor([[0.1, 3.0]], requires_grad=True)
+    q = pyro.distributions.Normal(loc, torch.ones(1, 2)).to_event(1)
+    kl = 0.5 * (loc ** 2).sum()  # closed form against N(0, I) at unit scale
+    objective = -kl + free_bits_correction(q, nats=1.0).sum()  # ELBO's KL part + factor
+    objective.backward()
+    assert loc.grad[0, 0] == 0  # KL_0 = 0.005 < 1: not penalised
+    assert loc.grad[0, 1] == pytest.approx(-3.0)  # KL_1 = 4.5 > 1: the usual gradient
+
+
+@pytest.mark.parametrize("nats, moves", [(100.0, False), (0.0, True)])
+def test_free_bits_through_the_elbo(toy, nats, moves):
+    """With a decoder that ignores z only the KL reaches the encoder: below lambda nats
+    per dimension its gradient is exactly zero under TraceMeanField_ELBO."""
+    model = tiny(toy.vocab, z_every_step=False, free_bits=nats)
+    torch.nn.init.zeros_(model.decoder.init.weight)
+    torch.nn.init.zeros_(model.decoder.init.bias)
+    loss = TraceMeanField_ELBO().differentiable_loss(model.model, model.guide, toy.x_train[:16])
+    grads = torch.autograd.grad(loss, list(model.encoder.parameters()), allow_unused=True)
+    moved = any(g is not None and g.abs().max() > 0 for g in grads)
+    assert moved == moves
+
+
+def test_free_bits_factor_reaches_the_loss(toy):
+    x = toy.x_train[:32]
+    model = tiny(toy.vocab, free_bits=2.0)
+    pyro.set_rng_seed(0)
+    with_factor = TraceMeanField_ELBO().loss(model.model, model.guide, x)
+    model.free_bits = 0.0
+    pyro.set_rng_seed(0)
+    without = TraceMeanField_ELBO().loss(model.model, model.guide, x)
+    # an untrained encoder's KL is far below 2 nats in each of 4 dims: the loss gains
+    # about sum_d (2 - KL_d) per sentence
+    assert 0 < (with_factor - without) / len(x) < 8
+
+
+# ------------------------------------------------------ aggressive training
+def test_aggressive_steps_move_the_encoder_only(toy):
+    from pyro_vae.models.sentence import AggressivePhase
+
+    model = tiny(toy.vocab, aggressive_steps=2)
+    step = model.extra_steps(lambda params: torch.optim.Adam(params, lr=1e-2))["encoder"]
+    encoder = [p.detach().clone() for p in model.encoder.parameters()]
+    decoder = [p.detach().clone() for p in model.decoder.parameters()]
+    loss = step(toy.x_train[:16])
+    assert math.isfinite(loss) and loss > 0
+    assert any(not torch.equal(a, b) for a, b in zip(encoder, model.encoder.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(decoder, model.decoder.parameters()))
+    assert all(p.grad is None for p in model.decoder.parameters())
+    AggressivePhase(model, 1).on_epoch_start(None, 2)
+    assert step(toy.x_train[:16]) == 0.0
+
+
+# --------------------------------------------------------------- decoding
+def test_greedy_is_deterministic_and_beam_of_one_is_greedy(toy):
+    model = tiny(toy.vocab).eval()
+    z = torch.randn(5, 4)
+    first, again = greedy(model.decoder, z, 12), greedy(model.decoder, z, 12)
+    assert torch.equal(first, again)
+    assert torch.equal(trim(beam_search(model.decoder, z, width=1, max_len=12)), trim(first))
+
+
+def test_sentences_print_as_words(toy):
+    model = tiny(toy.vocab).eval()
+    text = model.sentences(toy.x_test[:2])
+    assert text[0] == " ".join(toy.vocab.words[i] for i in toy.x_test[0] if i > 3)
+    assert torch.equal(model.tensor(text), toy.x_test[:2, :model.tensor(text).shape[1]])
+
+
+def test_bad_data_names_the_problem(toy):
+    model = tiny(toy.vocab)
+    with pytest.raises(TypeError, match="train data: expected int64"):
+        model.prepare_data(torch.rand(3, 4), "train data")
+    with pytest.raises(ValueError, match="indices in"):
+        model.check_data(torch.full((2, 3), 999), "data")
+    with pytest.raises(ValueError, match="free_bits"):
+        tiny(toy.vocab, free_bits=-1.0)
+
+
+# -------------------------------------------------------------------- CLI
+TINY = ["--model", "sentence", "--epochs", "2", "--z-dim", "4", "--embed-dim", "16",
+        "--hidden-size", "16", "--batch-size", "64", "--quiet", "--threads", "1",
+        "--word-dropout", "0.2", "--free-bits", "0.1", "--warmup", "linear",
+        "--warmup-epochs", "2", "--aggressive-steps", "1", "--aggressive-epochs", "1"]
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sentence")
+    corpus = folder / "corpus.txt"
+    corpus.write_text("\n".join(" ".join(s) for s in toy_sentences(300)) + "\n")
+    out = folder / "run"
+    assert main(["train", "--data", str(corpus), "--out", str(out), *TINY]) == 0
+    return out
+
+
+def test_cli_train_writes_a_text_run(text_run):
+    names = {p.name for p in text_run.iterdir()}
+    assert {"config.json", "checkpoint.pt", "vocab.txt", "samples.txt", "curves.png"} <= names
+    assert "samples.png" not in names
+    config = json.loads((text_run / "config.json").read_text())
+    assert config["model"] == "sentence" and config["free_bits"] == 0.1
+
+
+def test_cli_evaluate_reports_text_metrics(text_run, capsys):
+    assert main(["evaluate", str(text_run), "--json", "--iw-samples", "5"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert {"nll", "ppl", "ppl_bound", "kl", "mutual_information", "active_units",
+            "tokens_per_sentence"} <= set(result)
+    assert "bits_per_dim" not in result
+    assert result["ppl"] == pytest.approx(
+        math.exp(result["nll"] / result["tokens_per_sentence"]), rel=1e-6)
+
+
+@pytest.mark.parametrize("flags", [[], ["--decode", "sample", "--temperature", "0.5"],
+                                   ["--decode", "beam", "--beam-width", "3"]])
+def test_cli_sample_prints_sentences(text_run, flags, capsys):
+    assert main(["sample", str(text_run), "--num", "3", *flags]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+
+
+def test_cli_reconstruct_and_interpolate(text_run, tmp_path, capsys):
+    assert main(["reconstruct", str(text_run), "--num", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and lines[1].startswith("> ")
+    out = tmp_path / "path.txt"
+    assert main(["interpolate", str(text_run), "--from", "the dog sees an apple .",
+                 "--to", "a cat likes the river today .", "--steps", "5", "--out", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == 5
+
+
+def test_a_moved_run_keeps_its_vocabulary(text_run, tmp_path, capsys):
+    import shutil
+
+    from pyro_vae.runs import Run
+
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(text_run, moved)
+    (text_run / "vocab.txt").rename(text_run / "vocab.bak")
+    try:
+        run = Run.load(moved)
+        assert run.model.vocab.words == Run.load(moved).model.vocab.words
+        assert main(["sample", str(moved), "--num", "2"]) == 0
+        words = set(" ".join(capsys.readouterr().out.splitlines()).split())
+        assert words and words <= set(run.model.vocab.words)
+    finally:
+        (text_run / "vocab.bak").rename(text_run / "vocab.txt")
+
+
+@pytest.mark.parametrize("args, match", [
+    (["train", "--model", "sentence", "--data", "{empty}"], "holds no sentences"),
+    (["train", "--model", "sentence", "--data", "toy", "--no-such-flag", "1"], "no such option"),
+    (["train", "--model", "sentence", "--data", "toy", "--image-size", "8"],
+     "image_size: applies to images"),
+])
+def test_bad_input_is_one_line_exit_2(args, match, tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    args = [a.replace("{empty}", str(empty)) for a in args] + ["--out", str(tmp_path / "r")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and match in err
+
+
+def test_registered():
+    assert MODELS["sentence"] is SentenceVAE
+
+
+def test_example_script(monkeypatch, capsys):
+    import runpy
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "sentence_vae.py"
+    assert script.name == "sentence_vae.py"
+    monkeypatch.setattr(sys, "argv", ["sentence_vae.py", "--epochs", "1", "--train-size", "100",
+                                      "--test-size", "10", "--iw-samples", "3", "--z-dim", "3",
+                                      "--embed-dim", "8", "--hidden-size", "16"])
+    runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "NLL" in out and "homotopy" in out
