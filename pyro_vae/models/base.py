@@ -11,7 +11,7 @@ class attributes, so they read declarations instead of probing:
 ``semi_supervised``    labels may be missing (``-1``); :meth:`batching` mixes them
 ``elbo``               the Pyro ELBO used when none is named
 ``classifies``         :meth:`classify` gives ``q(y | x)``: ``test_accuracy`` is logged
-``data_kind``          ``"image"`` (``x: [N, C, H, W]``); text models will say ``"text"``
+``data_kind``          ``"image"`` (``x: [N, C, H, W]``) or ``"text"`` (``x: [N, T]`` token indices)
 ``capturable``         its loss can be captured once as a graph of tensor operations
 ``latent_kind``        ``"continuous"`` (codes in R^D) or ``"categorical"`` (one-hot rows);
                        codes have the shape :attr:`latent_shape`
