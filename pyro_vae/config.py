@@ -123,8 +123,10 @@ class TrainConfig:
                        "--num-particles samples", "optimisation", choices=_elbos)
     num_particles: int = option(1, "samples of z per example in the ELBO estimate",
                                 "optimisation", minimum=1)
-    step: str = option("auto", "SVI step: fused (the ELBO's differentiable_loss, one fused "
-                       "optimiser), svi (Pyro's SVI.step), or auto (fused where it applies)",
+    step: str = option("auto", "SVI step: compiled (the loss captured once per batch shape "
+                       "as a graph, then the fused step), fused (the ELBO's differentiable_loss, "
+                       "one fused optimiser), svi (Pyro's SVI.step), or auto (compiled where "
+                       "the model is capturable, else fused where it applies, else svi)",
                        "optimisation", choices=_steps)
     seed: int = option(0, "random seed", "optimisation", minimum=0)
     device: str = option("auto", "auto, cpu or cuda", "optimisation")

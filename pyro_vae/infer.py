@@ -25,6 +25,7 @@ from pyro.infer import (
     TraceMeanField_ELBO,
 )
 from . import checks, runs
+from .compiled import why_not_captured
 from .distributed import ddp_step, rank as dist_rank, world_size
 from .evaluate import Tensors, as_tuple
 from .steps import STEPS, FusedStep, NonFiniteStep, SafeSVI, SVIStep, make_optim, owner  # noqa: F401
@@ -154,9 +155,12 @@ def fit(
         improvement.
     :param elbo: a name in :data:`ELBOS` or any Pyro ``ELBO``; default the model's own.
     :param optim: a Pyro optimiser (implies ``step="svi"``); default ``optimizer``.
-    :param step: ``"fused"`` (default where it applies: the ELBO's
-        ``differentiable_loss`` and one fused torch optimiser) or ``"svi"`` (Pyro's
-        ``SVI.step``). Same loss and gradients; see :mod:`pyro_vae.steps`.
+    :param step: ``"compiled"`` (default for models that declare ``capturable`` with a
+        single-particle ``Trace_ELBO`` or ``TraceMeanField_ELBO``: the loss captured
+        once per shape as a graph, :mod:`pyro_vae.compiled`), ``"fused"`` (default
+        otherwise where it applies: the ELBO's ``differentiable_loss`` and one fused
+        torch optimiser) or ``"svi"`` (Pyro's ``SVI.step``). Same loss and gradients;
+        see :mod:`pyro_vae.steps`.
     :param optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"``, with ``lr`` and ``weight_decay``.
     :param lr_schedule: a key of :data:`pyro_vae.training.callbacks.LR_SCHEDULES`.
     :param clip_norm: clip each parameter's gradient norm (not with ``optim``).
@@ -256,11 +260,17 @@ def _describe(arguments: Dict[str, Any]) -> Dict[str, Any]:
 
 def _make_step(model, guide, loss: ELBO, optim, step: Optional[str], optimizer: str, lr: float,
                weight_decay: float, clip_norm: Optional[float], distributed: bool, batches):
-    """The step: fused where it applies, Pyro's SVI.step otherwise, DDP when distributed."""
+    """The step: compiled or fused where they apply, Pyro's SVI.step otherwise, DDP when
+    distributed."""
     # The fused step needs the ELBO's differentiable_loss (RenyiELBO has none) and
-    # its own optimiser; otherwise Pyro's SVI step does the work.
+    # its own optimiser; otherwise Pyro's SVI step does the work. The compiled step is
+    # the fused step on a captured loss, for the models and ELBOs it applies to.
     fusable = optim is None and hasattr(loss, "differentiable_loss")
-    step = step or ("fused" if fusable else "svi")
+    if step is None:
+        module = owner(model, guide)
+        capturable = (module is not None and not distributed
+                      and why_not_captured(module, loss) is None)
+        step = ("compiled" if capturable else "fused") if fusable else "svi"
     checks.one_of("step", step, STEPS)
     if optim is not None and clip_norm:
         raise ValueError("clip_norm: applies to the default optimiser only; pass "

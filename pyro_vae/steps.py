@@ -1,20 +1,26 @@
-"""One optimisation step of SVI, two ways with the same mathematics.
+"""One optimisation step of SVI, three ways with the same mathematics.
 
 ``svi`` (:class:`SVIStep`) is Pyro's ``SVI.step`` (as :class:`SafeSVI`, which never
 writes NaN or inf into the parameters): the ELBO's ``loss_and_grads``, then a Pyro
 optimiser that keeps one ``torch.optim`` instance per parameter.
 
-``fused`` (:class:`FusedStep`, the default of :func:`pyro_vae.fit`) computes the same
-loss with the ELBO's ``differentiable_loss`` and updates every parameter with one
-``torch.optim.Adam`` (fused kernels where the device has them). Adam is elementwise,
-so one optimiser over all parameters makes the same update as one per parameter.
-What it drops is overhead only:
+``fused`` (:class:`FusedStep`) computes the same loss with the ELBO's
+``differentiable_loss`` and updates every parameter with one ``torch.optim.Adam``
+(fused kernels where the device has them). Adam is elementwise, so one optimiser over
+all parameters makes the same update as one per parameter. What it drops is overhead
+only:
 
-* per-parameter optimiser objects and their Python loop;
+* per-parameter optimiser objects and their Python loop; once the optimiser's state
+  exists, fused Adam's kernel is called directly (:class:`FusedAdamKernel`);
 * Pyro's validation checks after the first step, which has already validated the
-  model and guide (each check costs time, and a host sync on a GPU).
+  model and guide (each check costs time, and a host sync on a GPU);
+* the NaN/inf check of the gradients is one foreach kernel and one read of its flag.
 
-Both skip the update of a step whose loss or gradients are NaN or inf and raise
+``compiled`` (:func:`compiled_step`) is the fused step on the loss captured once per
+shape as a graph of tensor operations (:mod:`pyro_vae.compiled`); :func:`pyro_vae.fit`
+uses it where it applies, ``fused`` elsewhere.
+
+All skip the update of a step whose loss or gradients are NaN or inf and raise
 :class:`NonFiniteStep`. ``tests/test_steps.py`` checks that they give the same loss
 and gradients. Steps are found by name in :data:`STEPS`.
 """
@@ -179,6 +185,59 @@ class SVIStep:
         self.svi.optim.set_state({rename(k): v for k, v in state["optim"].items()})
 
 
+class FusedAdamKernel:
+    """``torch.optim.Adam(fused=True).step()`` (or AdamW's) as one call of its kernel.
+
+    The optimiser's ``step`` spends most of its time, on a small network, in Python:
+    grouping tensors by device, gathering each parameter's state, hooks, profiling
+    records. This calls the same fused kernel on the same state tensors with the
+    group's current hyperparameters, so the update and the ``state_dict`` are those of
+    ``step``, bit for bit. :meth:`of` gives one only once ``step`` has made the state,
+    and only for a single parameter group on one device and dtype, with neither
+    AMSGrad, ``maximize``, a tensor learning rate nor optimiser hooks.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer):
+        self.group = optimizer.param_groups[0]
+        state = [optimizer.state[p] for p in self.group["params"]]
+        self.exp_avgs = [s["exp_avg"] for s in state]
+        self.exp_avg_sqs = [s["exp_avg_sq"] for s in state]
+        self.steps = [s["step"] for s in state]
+        self.kernel = (torch._fused_adamw_ if self.group["decoupled_weight_decay"]
+                       else torch._fused_adam_)
+
+    @classmethod
+    def of(cls, optimizer: torch.optim.Optimizer) -> Optional["FusedAdamKernel"]:
+        """The kernel call of ``optimizer``; ``None`` where ``step`` must run."""
+        from torch.optim import optimizer as base
+
+        if type(optimizer) not in (torch.optim.Adam, torch.optim.AdamW) \
+                or len(optimizer.param_groups) != 1:
+            return None
+        group = optimizer.param_groups[0]
+        params = group["params"]
+        simple = (group.get("fused") and not group["amsgrad"] and not group["maximize"]
+                  and not group["differentiable"] and not torch.is_tensor(group["lr"])
+                  and "decoupled_weight_decay" in group)
+        hooks = (optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks
+                 or base._global_optimizer_pre_hooks or base._global_optimizer_post_hooks)
+        made = all("exp_avg" in optimizer.state.get(p, {}) for p in params)
+        one_kind = len({(p.device, p.dtype) for p in params}) == 1
+        if not (simple and made and one_kind and params) or hooks:
+            return None
+        return cls(optimizer)
+
+    def __call__(self, params: List[torch.Tensor], grads: List[torch.Tensor]) -> None:
+        group = self.group
+        beta1, beta2 = group["betas"]
+        with torch.no_grad():
+            torch._foreach_add_(self.steps, 1)
+            self.kernel(params, grads, self.exp_avgs, self.exp_avg_sqs, [], self.steps,
+                        amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2,
+                        weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
+                        grad_scale=None, found_inf=None)
+
+
 class FusedStep:
     """``loss = elbo.differentiable_loss(model, guide, *batch)``; backward; one Adam step.
 
@@ -219,6 +278,9 @@ class FusedStep:
         self.params: List[torch.Tensor] = []
         self._pending_state: Optional[Dict[str, Any]] = None
         self._store_size = -1
+        self._kernel: Optional[FusedAdamKernel] = None  # once the optimiser state exists
+        self._found_inf: Optional[torch.Tensor] = None
+        self._one: Optional[torch.Tensor] = None
 
     def __call__(self, *batch) -> float:
         first = self.optimizer is None
@@ -248,19 +310,45 @@ class FusedStep:
             self._build(self._named(capture))
         elif discover:
             self._add_new_params(self._named(capture))
-        self.optimizer.zero_grad(set_to_none=True)
+        for p in self.params:  # what zero_grad(set_to_none=True) does, without its hooks
+            p.grad = None
         loss.backward()
         if self.clip_norm:
             for p in self.params:
                 if p.grad is not None:
                     nn.utils.clip_grad_norm_(p, self.clip_norm)
-        value = loss.item()  # one host sync per step, as SVI.step
-        problem = _non_finite(value, self.params)
-        if problem is not None:
-            self.optimizer.zero_grad(set_to_none=True)
-            raise NonFiniteStep(problem)
-        self.optimizer.step()
+        # Two reads per step, the loss and the NaN/inf flag below (free on a CPU; on a
+        # GPU each waits for the step's kernels, as SVI.step's loss.item() does).
+        value = loss.item()
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if not math.isfinite(value) or (grads and self._non_finite_grads(grads)):
+            problem = _non_finite(value, self.params)
+            for p in self.params:
+                p.grad = None
+            raise NonFiniteStep(problem or f"loss or gradients are not finite (loss {value:.6g})")
+        if self._kernel is not None and len(grads) == len(self.params):
+            self._kernel(self.params, grads)
+        else:
+            self.optimizer.step()
+            kernel = FusedAdamKernel.of(self.optimizer)
+            # the kernel's state lists follow the optimiser's order, which is the step's
+            same_order = kernel is not None and len(kernel.group["params"]) == len(self.params) \
+                and all(a is b for a, b in zip(kernel.group["params"], self.params))
+            self._kernel = kernel if same_order else None
         return value / self.loss_scale
+
+    def _non_finite_grads(self, grads: List[torch.Tensor]) -> bool:
+        """Whether any gradient holds a NaN or inf: one foreach kernel (the one
+        ``GradScaler`` uses, here with a scale of 1) and one read of its flag."""
+        if self._found_inf is None or self._found_inf.device != grads[0].device:
+            self._found_inf = torch.zeros((), device=grads[0].device)
+            self._one = torch.ones((), device=grads[0].device)
+        try:
+            self._found_inf.zero_()
+            torch._amp_foreach_non_finite_check_and_unscale_(grads, self._found_inf, self._one)
+        except (RuntimeError, AttributeError, TypeError):  # mixed devices or dtypes
+            return not torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum())
+        return bool(self._found_inf)
 
     @property
     def lr(self) -> float:
@@ -285,7 +373,7 @@ class FusedStep:
     def _build(self, named: Dict[str, torch.Tensor]) -> None:
         self.names = sorted(named)
         self.params = [named[n] for n in self.names]
-        self.optimizer = self.make_optimizer(self.params)
+        self.optimizer, self._kernel = self.make_optimizer(self.params), None
         if self._lr is not None:
             self.set_lr(self._lr)
         if self._pending_state is not None:
@@ -298,6 +386,7 @@ class FusedStep:
         if not new:
             return
         self.optimizer.add_param_group({"params": [named[n] for n in new]})
+        self._kernel = None
         self.names += new  # the optimiser's order: groups are appended
         self.params += [named[n] for n in new]
 
@@ -323,7 +412,8 @@ class FusedStep:
             self.names = list(state["names"])
             self.params = [named[n] for n in self.names]
             self.optimizer = self.make_optimizer(self.params)
-        self.optimizer.load_state_dict(state["optim"])
+        self.optimizer.load_state_dict(state["optim"])  # new state tensors
+        self._kernel = None
 
 
 def _expect(state: Dict[str, Any], kind: str) -> None:
@@ -396,18 +486,22 @@ class ELBOLoss(nn.Module):
 
 
 def compiled_step(model: Callable, guide: Callable, elbo: ELBO, backend: Optional[str] = None,
-                  **options) -> FusedStep:
+                  capture_after: Optional[int] = None, **options) -> FusedStep:
     """The fused step on a loss captured once per shape (:mod:`pyro_vae.compiled`): the
-    same mathematics, less host work per step. ``model`` and ``guide`` must be methods of
-    a :class:`~pyro_vae.models.base.Model`; where capture does not apply (enumeration,
-    a score-function site, another ELBO) it runs Pyro's loss, as ``fused`` does."""
+    same mathematics, less host work per step; the default of :func:`pyro_vae.fit` where
+    it applies. ``model`` and ``guide`` must be methods of a
+    :class:`~pyro_vae.models.base.Model`; where capture does not apply (enumeration, a
+    score-function site, another ELBO) it runs Pyro's loss, as ``fused`` does. Each
+    shape runs ``capture_after`` steps uncaptured before it is captured (default
+    :attr:`pyro_vae.compiled.CapturedLoss.capture_after`)."""
     from .compiled import CapturedLoss
 
     module = owner(model, guide)
     if module is None:
         raise ValueError("step: 'compiled' needs the model and guide of a pyro_vae model "
                          "(methods of a pyro_vae.models.Model); use 'fused'")
-    return FusedStep(model, guide, elbo, loss=CapturedLoss(module, elbo, backend), **options)
+    loss = CapturedLoss(module, elbo, backend, capture_after=capture_after)
+    return FusedStep(model, guide, elbo, loss=loss, **options)
 
 
 STEPS = {"svi": SVIStep, "fused": FusedStep, "compiled": compiled_step}

@@ -58,9 +58,9 @@ def test_m1_m2_stacking_and_warmup(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--model", "vae", "--labels", "100"], "labels: no such option here; --labels is an "
-                                            "option of --model m2"),
+                                            "option of --model adgm or m2 or sdgm"),
     (["--model", "cvae", "--labels", "100"], "labels: no such option here; --labels is an "
-                                             "option of --model m2"),
+                                             "option of --model adgm or m2 or sdgm"),
     (["--model", "m2", "--labels", "100000"], "labels: asked for 100000 labels, the training set has 8000"),
     (["--model", "m2", "--elbo", "Trace_ELBO"], "elbo: model 'm2' enumerates its label"),
     (["--model", "m2", "--enum-discrete", "exact"], "enum_discrete: expected one of"),

