@@ -3,12 +3,15 @@
     python benchmarks/speed.py                                  # mnist-10k, batch 32/128/512
     python benchmarks/speed.py --dataset fashion-mnist --batch-sizes 128 --repeats 3
     python benchmarks/speed.py --hidden 16 --z-dim 4 --batch-sizes 32 --threads 1
+    python benchmarks/speed.py --net conv --batch-sizes 128          # the convolutional networks
     make bench-speed
 
 Every row trains the same network (784-400-50 by default; ``--hidden 16 --z-dim 4`` makes
 the arithmetic negligible, so that the host's per-step work sets the pace, as on a GPU)
 with ReLU, a Bernoulli likelihood, the closed-form Gaussian KL and Adam 1e-3, on data
-resident on the device, batched by index:
+resident on the device, batched by index. ``--net conv`` trains the library's
+convolutional encoder and decoder instead (``pyro_vae.nets.ConvEncoder``/``ConvDecoder``,
+plain ``torch.nn`` modules, MLP head of ``--hidden``), the plain rows on the same modules:
 
 * ``plain``: a VAE written in plain PyTorch below (the pytorch/examples model) with
   ``torch.optim.Adam``'s defaults, the reference as a user writes it;
@@ -41,21 +44,31 @@ import pyro
 
 from pyro_vae import VAE, fit, load_dataset
 from pyro_vae.data import batch_indices
+from pyro_vae.nets import make_decoder, make_encoder
 
 
 class PlainVAE(nn.Module):
-    """The reference: encoder 784-400-(50, 50), decoder 50-400-784, as in pytorch/examples."""
+    """The reference: encoder 784-400-(50, 50), decoder 50-400-784, as in pytorch/examples;
+    with ``net="conv"``, the library's convolutional modules (plain ``torch.nn``)."""
 
-    def __init__(self, x_dim=784, hidden=400, z_dim=50):
+    def __init__(self, x_dim=784, hidden=400, z_dim=50, net="mlp", x_shape=(1, 28, 28)):
         super().__init__()
-        self.encoder = nn.Sequential(nn.Linear(x_dim, hidden), nn.ReLU(), nn.Linear(hidden, 2 * z_dim))
-        self.decoder = nn.Sequential(nn.Linear(z_dim, hidden), nn.ReLU(), nn.Linear(hidden, x_dim))
+        if net == "conv":
+            self.encoder = make_encoder("conv", x_shape, 2 * z_dim, (hidden,))
+            self.decoder = make_decoder("conv", z_dim, x_shape, 1, (hidden,))
+        else:
+            self.encoder = nn.Sequential(nn.Linear(x_dim, hidden), nn.ReLU(),
+                                         nn.Linear(hidden, 2 * z_dim))
+            self.decoder = nn.Sequential(nn.Linear(z_dim, hidden), nn.ReLU(),
+                                         nn.Linear(hidden, x_dim))
+        self.net = net
 
     def forward(self, x):
-        x = x.flatten(1)
+        x = x if self.net == "conv" else x.flatten(1)
         mu, log_var = self.encoder(x).chunk(2, -1)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * log_var)
-        recon = F.binary_cross_entropy_with_logits(self.decoder(z), x, reduction="sum")
+        logits = self.decoder(z).reshape(x.shape)
+        recon = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
         kl = -0.5 * torch.sum(1 + log_var - mu**2 - log_var.exp())
         return recon + kl
 
@@ -92,12 +105,12 @@ def machine(device):
             f"{torch.get_num_threads()} CPU threads")
 
 
-def make_variants(x, batch_size, device, jit, hidden=400, z_dim=50):
+def make_variants(x, batch_size, device, jit, hidden=400, z_dim=50, net="mlp"):
     """name -> callable running one epoch and returning its wall time."""
     variants = {}
     torch.manual_seed(0)
     for name, fused in (("plain", False), ("plain+f", True)):
-        plain = PlainVAE(hidden=hidden, z_dim=z_dim).to(device)
+        plain = PlainVAE(hidden=hidden, z_dim=z_dim, net=net, x_shape=x.shape[1:]).to(device)
         options = {"fused": True} if fused else {}
         optimizer = torch.optim.Adam(plain.parameters(), lr=1e-3, **options)
         variants[name] = plain_runner(plain, optimizer, x, batch_size, device)
@@ -106,7 +119,7 @@ def make_variants(x, batch_size, device, jit, hidden=400, z_dim=50):
     if jit:
         steps["jit"] = ("svi", pyro.infer.JitTraceMeanField_ELBO())
     for name, (step, elbo) in steps.items():
-        vae = VAE(x_shape=x.shape[1:], z_dim=z_dim, hidden=(hidden,)).to(device)
+        vae = VAE(x_shape=x.shape[1:], z_dim=z_dim, hidden=(hidden,), net=net).to(device)
         variants[name] = epoch_runner(vae, name, step, elbo, x, batch_size, device)
     return variants
 
@@ -151,18 +164,23 @@ def main(argv=None):
     parser.add_argument("--jit", action="store_true", help="add Pyro's JitTraceMeanField_ELBO")
     parser.add_argument("--hidden", type=int, default=400, help="hidden units of each network")
     parser.add_argument("--z-dim", type=int, default=50, help="latent dimensions")
+    parser.add_argument("--net", default="mlp", choices=("mlp", "conv"),
+                        help="mlp (784-hidden-z) or the library's conv networks")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     x = load_dataset(args.dataset).x_train.to(device)
     print(f"# {machine(device)}")
-    print(f"# {args.dataset}: {len(x)} training images on {device}; 784-{args.hidden}-{args.z_dim}; "
+    shape = (f"784-{args.hidden}-{args.z_dim}" if args.net == "mlp"
+             else f"conv 32,64 + {args.hidden}, z {args.z_dim}")
+    print(f"# {args.dataset}: {len(x)} training images on {device}; {shape}; "
           f"median of {args.repeats} epochs")
     print(f"{'batch':>5} {'variant':<8} {'epoch s':>8} {'ms/step':>8} {'images/s':>9} "
           f"{'ratio':>6} {'ratio+f':>7} {'RSS MiB':>8} {'peak MiB':>9}")
     for batch_size in map(int, args.batch_sizes.split(",")):
         pyro.clear_param_store()
-        variants = make_variants(x, batch_size, device, args.jit, args.hidden, args.z_dim)
+        variants = make_variants(x, batch_size, device, args.jit, args.hidden, args.z_dim,
+                                 args.net)
         times = {name: [] for name in variants}
         for name, run in variants.items():  # warm-up epoch: allocations, first-step checks
             run()
