@@ -49,18 +49,25 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_two_gloo_ranks_match_one_process_with_the_combined_batch(tmp_path):
+def one_and_two_ranks(source: str, tmp_path):
+    """What ``source`` saves run as one process on batches of 16 and as two gloo ranks
+    on batches of 8 each."""
     script = tmp_path / "train.py"
-    script.write_text(SCRIPT)
+    script.write_text(source)
     run = dict(capture_output=True, text=True, timeout=240)
-    single = subprocess.run([sys.executable, str(script), "one", "16", str(tmp_path / "one.pt")], **run)
+    single = subprocess.run([sys.executable, str(script), "one", "16", str(tmp_path / "one.pt")],
+                            **run)
     assert single.returncode == 0, single.stderr[-3000:]
     ddp = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
          "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
          str(script), "ddp", "8", str(tmp_path / "ddp.pt")], **run)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
-    one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "ddp.pt")
+    return torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "ddp.pt")
+
+
+def test_two_gloo_ranks_match_one_process_with_the_combined_batch(tmp_path):
+    one, two = one_and_two_ranks(SCRIPT, tmp_path)
     # 2 epochs x 6 steps: each rank steps on 8 images, the single process on 16
     for name, value in one["params"].items():
         torch.testing.assert_close(two["params"][name], value, rtol=1e-4, atol=1e-5)
@@ -97,18 +104,7 @@ VQ_SCRIPT = textwrap.dedent('''
 def test_the_vq_vae_codebook_under_two_ranks_follows_the_combined_batch(tmp_path):
     """The EMA statistics are summed over ranks: two ranks of 8 images reach the codebook
     (and the networks) of one process stepping on 16."""
-    script = tmp_path / "vq.py"
-    script.write_text(VQ_SCRIPT)
-    run = dict(capture_output=True, text=True, timeout=240)
-    single = subprocess.run([sys.executable, str(script), "one", "16", str(tmp_path / "one.pt")],
-                            **run)
-    assert single.returncode == 0, single.stderr[-3000:]
-    ddp = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-         "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-         str(script), "ddp", "8", str(tmp_path / "ddp.pt")], **run)
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
-    one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "ddp.pt")
+    one, two = one_and_two_ranks(VQ_SCRIPT, tmp_path)
     for name in ("codebook", "ema_count", "ema_sum", "idle"):
         torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-5)
     for name, value in one.items():
