@@ -23,7 +23,8 @@ guide trace replayed through the model, so any model/guide pair works whose samp
 sites all sit inside the ``"data"`` plate; no closed-form KL is used.
 
 :func:`latent_statistics` reports per-dimension KL and the active units of
-Burda et al. (2015, section 5.2).  See ``docs/priors_guides.md``.
+Burda et al. (2015, section 5.2), and :func:`kl_per_site` the KL term of each latent
+site of a model with several.  See ``docs/priors_guides.md``.
 
 :func:`accuracy` scores a classifier ``q(y | x)``, such as M2's.
 """
@@ -120,6 +121,28 @@ def elbo_terms(
             total[key] += terms[key].item()
     out = {key: value / n for key, value in total.items()}
     return {"test_loss": out["recon"] + out["kl"], **out}
+
+
+@torch.no_grad()
+def kl_per_site(
+    model: Callable, guide: Callable, data: Tensors, batch_size: int = 1000
+) -> Dict[str, float]:
+    """The ``kl`` of :func:`elbo_terms` split by latent site: site -> mean nats per item.
+
+    Each site's term is computed as there (closed form where registered, else
+    ``log q - log p`` at the guide's draw, beta = 1), so with the same random draws the
+    values sum to ``elbo_terms(...)["kl"]``. For a hierarchical model the term of a
+    lower level is its KL given the guide's draw of the levels above.
+    """
+    data = as_tuple(data)
+    n = data[0].shape[0]
+    total: Dict[str, float] = {}
+    for idx in torch.arange(n).split(batch_size):
+        batch = [t[idx.to(t.device)] for t in data]
+        for part, value, site in _elbo_site_terms(model, guide, *batch):
+            if part == "kl":
+                total[site["name"]] = total.get(site["name"], 0.0) + value.sum().item()
+    return {name: value / n for name, value in total.items()}
 
 
 DATA_PLATE = "data"

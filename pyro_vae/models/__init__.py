@@ -13,6 +13,7 @@ from .adgm import ADGM, SDGM
 from .base import Model
 from .categorical import CategoricalVAE
 from .cvae import CVAE
+from .hvae import HVAE
 from .m2 import M2
 from .sentence import SentenceVAE
 from .vae import VAE
@@ -28,6 +29,7 @@ MODELS: Dict[str, Type[Model]] = {
     "categorical": CategoricalVAE,
     "vqvae": VQVAE,
     "vaegan": VAEGAN,
+    "hvae": HVAE,
     "sentence": SentenceVAE,
 }
 
@@ -73,5 +75,6 @@ def model_defaults(cls: Type[Model]) -> Dict[str, Any]:
     return out
 
 
-__all__ = ["ADGM", "CVAE", "CategoricalVAE", "M2", "MODELS", "Model", "SDGM", "SentenceVAE",
-           "VAE", "VAEGAN", "VQVAE", "model_class", "model_defaults", "register_model"]
+__all__ = ["ADGM", "CVAE", "CategoricalVAE", "HVAE", "M2", "MODELS", "Model", "SDGM",
+           "SentenceVAE", "VAE", "VAEGAN", "VQVAE", "model_class", "model_defaults",
+           "register_model"]
