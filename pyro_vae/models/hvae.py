@@ -29,10 +29,10 @@ import pyro.poutine as poutine
 from ..config import option
 from ..guides import GUIDES
 from ..likelihoods import LIKELIHOODS
-from ..nets import ACTIVATIONS, NETS, activation as make_activation, make_decoder, make_encoder
+from ..nets import ACTIVATIONS, activation as make_activation, make_decoder, make_encoder
 from ..priors import PRIORS
 from .base import Model, batch_size_of, check_output
-from .vae import VAEConfig, _part
+from .vae import VAEConfig, _part, check_image_model
 
 NORMS = ("none", "batch", "weight")
 
@@ -244,43 +244,9 @@ class HVAE(Model):
         likelihood_components: int = 5,
         name: Optional[str] = None,
     ):
-        x_shape = tuple(int(s) for s in x_shape)
-        if len(x_shape) != 3 or min(x_shape) < 1:
-            raise ValueError(f"x_shape: expected (C, H, W) of positive sizes, got {x_shape}")
-        if isinstance(levels, bool) or int(levels) != levels or levels < 1:
-            raise ValueError(f"levels: expected a positive integer, got {levels!r}")
-        levels = int(levels)
-        if isinstance(z_dim, bool) or int(z_dim) != z_dim or z_dim < 1:
-            raise ValueError(f"z_dim: expected a positive integer, got {z_dim!r}")
-        z_dims = (tuple(int(z_dim) * 2 ** (levels - 1 - i) for i in range(levels))
-                  if not z_dims else tuple(z_dims))
-        if len(z_dims) != levels or any(int(d) != d or d < 1 for d in z_dims):
-            raise ValueError(f"z_dims: expected {levels} positive dimensions (one per level, "
-                             f"z1 first), got {z_dims}")
-        hidden = tuple(hidden)
-        if not hidden or any(int(h) != h or h < 1 for h in hidden):
-            raise ValueError(f"hidden: expected one or more positive widths, got {hidden}")
-        widths = (hidden[-1],) + (tuple(level_hidden) if level_hidden else tuple(
-            max(hidden[-1] // 2 ** i, 1) for i in range(1, levels)))
-        if len(widths) != levels or any(int(w) != w or w < 1 for w in widths):
-            raise ValueError(f"level_hidden: expected {levels - 1} positive widths (one per "
-                             f"level above the first), got {tuple(level_hidden)}")
-        if net not in NETS:
-            raise ValueError(f"net: expected one of {sorted(NETS)}, got {net!r}")
-        if norm not in NORMS:
-            raise ValueError(f"norm: expected one of {list(NORMS)}, got {norm!r}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, "
-                             f"got {activation!r}")
-        if not beta > 0:
-            raise ValueError(f"beta: expected a positive number, got {beta!r}")
-        if not (free_bits >= 0 and math.isfinite(free_bits)):
-            raise ValueError(f"free_bits: expected a non-negative number of nats, "
-                             f"got {free_bits!r}")
-        if norm == "batch" and prior == "vamp":
-            raise ValueError("norm: batch norm in the bottom-up pass would normalise the "
-                             "VampPrior's pseudo-inputs by their own statistics; use "
-                             "--norm weight or none with --prior vamp")
+        x_shape, levels, z_dims, hidden, widths = _check_arguments(
+            x_shape, z_dim, levels, z_dims, hidden, level_hidden, net, norm, activation, beta,
+            free_bits, prior)
         super().__init__(name)
         self.x_shape, self.levels, self.z_dims = x_shape, levels, tuple(int(d) for d in z_dims)
         self.z_dim = self.z_dims[-1]
@@ -502,3 +468,39 @@ class HVAE(Model):
         """Raise ``ValueError`` naming ``name`` unless ``x`` fits this model."""
         super().check_data(x, name)
         self.likelihood.check(x, name)
+
+
+def _check_arguments(x_shape, z_dim, levels, z_dims, hidden, level_hidden, net, norm,
+                     activation, beta, free_bits, prior):
+    """The HVAE's arguments checked (``ValueError`` naming the first that cannot work):
+    ``(x_shape, levels, z_dims, hidden, widths)`` as the model keeps them."""
+    x_shape = check_image_model(x_shape, z_dim, beta, net)
+    if isinstance(levels, bool) or int(levels) != levels or levels < 1:
+        raise ValueError(f"levels: expected a positive integer, got {levels!r}")
+    levels = int(levels)
+    z_dims = (tuple(int(z_dim) * 2 ** (levels - 1 - i) for i in range(levels))
+              if not z_dims else tuple(z_dims))
+    if len(z_dims) != levels or any(int(d) != d or d < 1 for d in z_dims):
+        raise ValueError(f"z_dims: expected {levels} positive dimensions (one per level, "
+                         f"z1 first), got {z_dims}")
+    hidden = tuple(hidden)
+    if not hidden or any(int(h) != h or h < 1 for h in hidden):
+        raise ValueError(f"hidden: expected one or more positive widths, got {hidden}")
+    widths = (hidden[-1],) + (tuple(level_hidden) if level_hidden else tuple(
+        max(hidden[-1] // 2 ** i, 1) for i in range(1, levels)))
+    if len(widths) != levels or any(int(w) != w or w < 1 for w in widths):
+        raise ValueError(f"level_hidden: expected {levels - 1} positive widths (one per "
+                         f"level above the first), got {tuple(level_hidden)}")
+    if norm not in NORMS:
+        raise ValueError(f"norm: expected one of {list(NORMS)}, got {norm!r}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, "
+                         f"got {activation!r}")
+    if not (free_bits >= 0 and math.isfinite(free_bits)):
+        raise ValueError(f"free_bits: expected a non-negative number of nats, "
+                         f"got {free_bits!r}")
+    if norm == "batch" and prior == "vamp":
+        raise ValueError("norm: batch norm in the bottom-up pass would normalise the "
+                         "VampPrior's pseudo-inputs by their own statistics; use "
+                         "--norm weight or none with --prior vamp")
+    return x_shape, levels, z_dims, hidden, widths

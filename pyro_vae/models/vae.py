@@ -34,6 +34,21 @@ def _part(kind: str, registry: dict, value, *args, **options) -> nn.Module:
     return registry[value](*args, **{k: v for k, v in options.items() if k in accepted})
 
 
+def check_image_model(x_shape: Sequence[int], z_dim: int, beta: float, net: str) -> Tuple[int, ...]:
+    """``x_shape`` as a tuple of ints, once the arguments every image model of the VAE
+    family takes are checked; ``ValueError`` naming the first that cannot work."""
+    x_shape = tuple(int(s) for s in x_shape)
+    if len(x_shape) != 3 or min(x_shape) < 1:
+        raise ValueError(f"x_shape: expected (C, H, W) of positive sizes, got {x_shape}")
+    if isinstance(z_dim, bool) or int(z_dim) != z_dim or z_dim < 1:
+        raise ValueError(f"z_dim: expected a positive integer, got {z_dim!r}")
+    if not beta > 0:
+        raise ValueError(f"beta: expected a positive number, got {beta!r}")
+    if net not in NETS:
+        raise ValueError(f"net: expected one of {sorted(NETS)}, got {net!r}")
+    return x_shape
+
+
 @dataclass
 class VAEConfig(TrainConfig):
     """A run of the Gaussian VAE family (:class:`VAE`, and what builds on it)."""
@@ -139,17 +154,9 @@ class VAE(Model):
         likelihood_components: int = 5,
         name: Optional[str] = None,
     ):
-        x_shape = tuple(int(s) for s in x_shape)
-        if len(x_shape) != 3 or min(x_shape) < 1:
-            raise ValueError(f"x_shape: expected (C, H, W) of positive sizes, got {x_shape}")
-        if isinstance(z_dim, bool) or int(z_dim) != z_dim or z_dim < 1:
-            raise ValueError(f"z_dim: expected a positive integer, got {z_dim!r}")
+        x_shape = check_image_model(x_shape, z_dim, beta, net)
         if any(int(h) != h or h < 1 for h in hidden):
             raise ValueError(f"hidden: expected positive layer widths, got {tuple(hidden)}")
-        if not beta > 0:
-            raise ValueError(f"beta: expected a positive number, got {beta!r}")
-        if net not in NETS:
-            raise ValueError(f"net: expected one of {sorted(NETS)}, got {net!r}")
         super().__init__(name)
         self.x_shape, self.z_dim, self.beta = x_shape, int(z_dim), float(beta)
         self.hidden, self.activation, self.net = tuple(hidden), activation, net
