@@ -326,16 +326,21 @@ class FusedStep:
             for p in self.params:
                 p.grad = None
             raise NonFiniteStep(problem or f"loss or gradients are not finite (loss {value:.6g})")
+        self._update(grads)
+        return value / self.loss_scale
+
+    def _update(self, grads: List[torch.Tensor]) -> None:
+        """The optimiser's update: fused Adam's kernel called directly once its state
+        exists and every parameter has a gradient, else ``optimizer.step()``."""
         if self._kernel is not None and len(grads) == len(self.params):
             self._kernel(self.params, grads)
-        else:
-            self.optimizer.step()
-            kernel = FusedAdamKernel.of(self.optimizer)
-            # the kernel's state lists follow the optimiser's order, which is the step's
-            same_order = kernel is not None and len(kernel.group["params"]) == len(self.params) \
-                and all(a is b for a, b in zip(kernel.group["params"], self.params))
-            self._kernel = kernel if same_order else None
-        return value / self.loss_scale
+            return
+        self.optimizer.step()
+        kernel = FusedAdamKernel.of(self.optimizer)
+        # the kernel's state lists follow the optimiser's order, which is the step's
+        same_order = kernel is not None and len(kernel.group["params"]) == len(self.params) \
+            and all(a is b for a, b in zip(kernel.group["params"], self.params))
+        self._kernel = kernel if same_order else None
 
     def _non_finite_grads(self, grads: List[torch.Tensor]) -> bool:
         """Whether any gradient holds a NaN or inf: one foreach kernel (the one
