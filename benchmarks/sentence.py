@@ -13,6 +13,7 @@ active units, and the training time and tokens per second of an epoch.
 ``warmup``     linear KL warm-up over ``--warmup-epochs``
 ``warmup-wd``  warm-up and word dropout 0.3 (Bowman et al. 2016)
 ``fb``         free bits, 0.25 nats per dimension (Kingma et al. 2016)
+``warmup-fb``  warm-up and free bits 0.25
 ``all``        warm-up, word dropout 0.3 and free bits 0.25
 ``cyclical``   cyclical warm-up (period ``--warmup-epochs``) and free bits 0.25
 ``aggressive`` warm-up, and 3 encoder-only steps after each step for the first 2
@@ -51,6 +52,7 @@ ROWS = {
     "warmup": {"warmup": "linear"},
     "warmup-wd": {"warmup": "linear", "word_dropout": 0.3},
     "fb": {"free_bits": 0.25},
+    "warmup-fb": {"warmup": "linear", "free_bits": 0.25},
     "all": {"warmup": "linear", "word_dropout": 0.3, "free_bits": 0.25},
     "cyclical": {"warmup": "cyclical", "free_bits": 0.25},
     "aggressive": {"warmup": "linear", "aggressive_steps": 3, "aggressive_epochs": 2},
@@ -58,9 +60,10 @@ ROWS = {
 
 
 def config_of(name: str, args) -> TrainConfig:
-    out = Path(args.out) / f"{name}-e{args.epochs}-n{args.train_size or 'all'}"
+    out = Path(args.out) / f"{name}-n{args.train_size or 'all'}-d{args.dropout:g}"
     return TrainConfig.for_model(
         "sentence", **ROWS[name], data=args.data, train_size=args.train_size,
+        dropout=args.dropout,
         epochs=args.epochs, batch_size=32, clip_norm=5.0, z_dim=args.z_dim,
         embed_dim=args.embed_dim, hidden_size=args.hidden_size,
         warmup_epochs=args.warmup_epochs, seed=args.seed, out=str(out), threads=args.threads)
@@ -69,9 +72,10 @@ def config_of(name: str, args) -> TrainConfig:
 def run(name: str, args) -> Run:
     config = config_of(name, args)
     out = Path(config.out)
-    if not (out / CHECKPOINT).is_file() or Run.load(out).epoch < args.epochs:
+    done = Run.load(out).epoch if (out / CHECKPOINT).is_file() else 0
+    if done < args.epochs:  # a shorter run of the same row goes on (exact resume)
         start = time.perf_counter()
-        train(config, overwrite=True)
+        train(config, resume=done > 0)
         print(f"trained {name} in {time.perf_counter() - start:.0f} s", flush=True)
     return Run.load(out)
 
@@ -80,13 +84,16 @@ def measure(name: str, args) -> dict:
     result = run(name, args)
     x = prepare_data(result.config).x_test[:args.test_size]
     torch.manual_seed(args.seed)
+    # the language model's bound is its exact log p(x) at any K
+    iw_samples = 1 if ROWS[name].get("language_model") else args.iw_samples
     report = evaluation_report(result.model.model, result.model.guide, x,
-                               iw_samples=args.iw_samples, batch_size=200)
+                               iw_samples=iw_samples, batch_size=200)
     report.update(perplexities(report, x))
     history = read_metrics(result.folder)
     tokens = int(lengths(prepare_data(result.config).x_train).sum())
     epoch_s = sum(h["epoch_s"] for h in history) / len(history)
-    return {"row": name, **report, "epoch_s": epoch_s, "tokens_per_s": tokens / epoch_s}
+    return {"row": name, **report, "epochs": result.epoch, "epoch_s": epoch_s,
+            "tokens_per_s": tokens / epoch_s}
 
 
 def main(argv=None):
@@ -100,6 +107,8 @@ def main(argv=None):
     p.add_argument("--z-dim", type=int, default=32)
     p.add_argument("--embed-dim", type=int, default=256)
     p.add_argument("--hidden-size", type=int, default=256)
+    p.add_argument("--dropout", type=float, default=0.0,
+                   help="dropout on the decoder's embeddings and outputs")
     p.add_argument("--iw-samples", type=int, default=100)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -107,12 +116,13 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     rows = [measure(name, args) for name in args.rows]
-    print(f"\n{args.data}, {args.train_size or 'all'} training sentences, {args.epochs} "
-          f"epochs; test: {args.test_size or 'all'} sentences, K = {args.iw_samples}\n")
-    print("| row | -ELBO | NLL | PPL | KL | MI | AU | s/epoch | tokens/s |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(f"\n{args.data}, {args.train_size or 'all'} training sentences, decoder dropout "
+          f"{args.dropout:g}; test: {args.test_size or 'all'} sentences, K = "
+          f"{args.iw_samples}\n")
+    print("| row | epochs | -ELBO | NLL | PPL | KL | MI | AU | s/epoch | tokens/s |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
-        print(f"| {r['row']} | {r['test_loss']:.2f} | {r['nll']:.2f} | {r['ppl']:.1f} | "
+        print(f"| {r['row']} | {r['epochs']} | {r['test_loss']:.2f} | {r['nll']:.2f} | {r['ppl']:.1f} | "
               f"{r['kl']:.2f} | {r['mutual_information']:.2f} | {r['active_units']} | "
               f"{r['epoch_s']:.0f} | {r['tokens_per_s']:.0f} |")
     return rows

@@ -7,6 +7,7 @@ import pyro
 import pyro.poutine as poutine
 import pytest
 import torch
+import pyro.distributions as dist
 from pyro.infer import Predictive, TraceMeanField_ELBO
 
 from pyro_vae.cli import main
@@ -15,6 +16,8 @@ from pyro_vae.models import MODELS, SentenceVAE
 from pyro_vae.models.sentence import free_bits_correction, trim
 from pyro_vae.text import (Vocabulary, beam_search, bucket_batches, greedy, load_text,
                            toy_sentences, word_dropout)
+from pyro_vae.text.distribution import SentenceDistribution
+from pyro_vae.text.nets import SentenceDecoder
 from pyro_vae.text.vocab import lengths
 
 
@@ -115,6 +118,74 @@ def test_iw_estimate_is_exact_when_the_decoder_ignores_z(toy):
     exact = site["fn"].log_prob(site["value"])
     assert torch.allclose(iw, exact, atol=1e-4)
     assert elbo_terms(model.model, model.guide, x)["kl"] == 0
+
+
+class DiscreteCodeSentences:
+    """A toy sentence model with a discrete code: ``k ~ Categorical(pi)`` over ``K``
+    classes, ``x ~ SentenceDistribution(decoder, onehot(k))`` on a vocabulary of 7.
+    Its marginal ``log p(x) = logsumexp_k [log pi_k + log p(x | k)]`` is exact."""
+
+    def __init__(self, classes=3):
+        torch.manual_seed(0)
+        self.classes, self.logits = classes, 2 * torch.randn(classes)
+        self.decoder = SentenceDecoder(7, classes, embed_dim=4, hidden_size=6).eval()
+
+    def joint(self, x):
+        """``log p(x, k)`` for every class: ``[B, K]``."""
+        rows = [self.likelihood(torch.full((len(x),), k), x.shape[1]).log_prob(x)
+                for k in range(self.classes)]
+        return torch.log_softmax(self.logits, 0) + torch.stack(rows, -1)
+
+    def likelihood(self, k, length):
+        code = torch.nn.functional.one_hot(k, self.classes).float()
+        return SentenceDistribution(self.decoder, code, length)
+
+    def model(self, x):
+        with pyro.plate("data", len(x)):
+            k = pyro.sample("k", dist.Categorical(logits=self.logits.expand(len(x), -1)))
+            pyro.sample("x", self.likelihood(k, x.shape[1]), obs=x)
+
+    def posterior_guide(self, x):
+        """q(k | x) = p(k | x), computed exactly."""
+        with pyro.plate("data", len(x)):
+            pyro.sample("k", dist.Categorical(logits=self.joint(x)))
+
+    def uniform_guide(self, x):
+        with pyro.plate("data", len(x)):
+            pyro.sample("k", dist.Categorical(logits=torch.zeros(len(x), self.classes)))
+
+
+@torch.no_grad()
+def test_iw_estimate_equals_the_exact_marginal_of_a_discrete_code():
+    """With q(k | x) the exact posterior every importance weight is p(x), so any K gives
+    the exact marginal; with a uniform q, K = 3,000 draws give it to a few hundredths."""
+    toy_model = DiscreteCodeSentences()
+    x = torch.tensor([[4, 5, 6, 3, 0], [6, 3, 0, 0, 0], [5, 5, 4, 4, 3]])  # 3 is <eos>
+    exact = torch.logsumexp(toy_model.joint(x), -1)
+    assert (exact < 0).all() and exact.std() > 0.1
+    pyro.set_rng_seed(0)
+    posterior = iw_log_likelihood(toy_model.model, toy_model.posterior_guide, x, num_samples=2)
+    assert torch.allclose(posterior, exact, atol=1e-5)
+    uniform = iw_log_likelihood(toy_model.model, toy_model.uniform_guide, x, num_samples=3000)
+    assert torch.allclose(uniform, exact, atol=0.05)
+    single = iw_log_likelihood(toy_model.model, toy_model.uniform_guide, x, num_samples=1)
+    assert not torch.allclose(single, exact, atol=0.05)  # the check above can fail
+
+
+def test_decoder_dropout_acts_in_training_steps_only(toy):
+    torch.manual_seed(0)
+    plain = SentenceDecoder(len(toy.vocab), 4, embed_dim=8, hidden_size=16)
+    dropped = SentenceDecoder(len(toy.vocab), 4, embed_dim=8, hidden_size=16, dropout=0.5)
+    dropped.load_state_dict(plain.state_dict())
+    inputs, z = toy.x_test[:4], torch.randn(4, 4)
+    with torch.no_grad():  # no gradients: an evaluation, no dropout
+        assert torch.equal(dropped(inputs, z)[0], plain(inputs, z)[0])
+    dropped.eval()
+    assert torch.equal(dropped(inputs, z)[0], plain(inputs, z)[0])
+    dropped.train()
+    assert not torch.equal(dropped(inputs, z)[0], plain(inputs, z)[0])
+    with pytest.raises(ValueError, match="dropout"):
+        SentenceDecoder(10, 4, dropout=1.0)
 
 
 def test_predictive_draws_sentences(toy):

@@ -48,6 +48,8 @@ class SentenceConfig(TrainConfig):
                                 "previous word (else only through its initial state)")
     word_dropout: float = option(0.0, "share of the decoder's input words replaced by <unk> "
                                  "in training (Bowman et al. 2016); 0: none")
+    dropout: float = option(0.0, "dropout rate on the decoder's input embeddings and "
+                            "outputs in training (Zaremba et al. 2014); 0: none")
     free_bits: float = option(0.0, "nats per latent dimension below which its KL is not "
                               "penalised (Kingma et al. 2016); 0: off")
     beta: float = option(1.0, "weight of the KL term", positive=True)
@@ -109,6 +111,7 @@ class SentenceVAE(Model):
     :param bidirectional: the encoder's RNN reads both ways.
     :param z_every_step: the decoder reads ``z`` beside every input word.
     :param word_dropout: rate of :func:`~pyro_vae.text.batches.word_dropout` in training.
+    :param dropout: dropout rate on the decoder's embeddings and RNN outputs in training.
     :param free_bits: nats per dimension, 0 for none.
     :param beta: weight of the KL term.
     :param language_model: no code (see above).
@@ -126,7 +129,8 @@ class SentenceVAE(Model):
     def __init__(self, vocab: Union[Vocabulary, Sequence[str], int] = 10000,
                  z_dim: int = 32, embed_dim: int = 256, hidden_size: int = 256,
                  cell: str = "gru", bidirectional: bool = False, z_every_step: bool = True,
-                 word_dropout: float = 0.0, free_bits: float = 0.0, beta: float = 1.0,
+                 word_dropout: float = 0.0, dropout: float = 0.0, free_bits: float = 0.0,
+                 beta: float = 1.0,
                  language_model: bool = False, max_len: int = 50, aggressive_steps: int = 0,
                  encoder: Optional[nn.Module] = None, decoder: Optional[nn.Module] = None,
                  name: Optional[str] = None):
@@ -165,7 +169,7 @@ class SentenceVAE(Model):
         self.aggressive = self.aggressive_steps > 0  # AggressivePhase turns it off
         self.decoder = decoder or SentenceDecoder(size, self.z_dim, embed_dim, hidden_size,
                                                   cell, z_every_step,
-                                                  use_z=not language_model)
+                                                  use_z=not language_model, dropout=dropout)
         self.encoder = None if language_model else encoder or SentenceEncoder(
             size, 2 * self.z_dim, embed_dim, hidden_size, cell, bidirectional)
 

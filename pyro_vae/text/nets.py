@@ -9,6 +9,7 @@ from typing import Optional, Tuple, Union
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from .vocab import Vocabulary, lengths
@@ -53,15 +54,20 @@ class SentenceDecoder(nn.Module):
     ``z`` sets the initial state (``tanh(W z + b)``) and, with ``z_every_step``, is
     read beside every input embedding (Bowman et al. 2016 use the first; feeding ``z``
     at every step makes it harder for the decoder to forget it). With ``use_z=False`` it
-    reads no code at all: an RNN language model with the same layers.
+    reads no code at all: an RNN language model with the same layers. ``dropout`` is the
+    rate of dropout on the input embeddings and on the RNN outputs before the softmax
+    layer (Zaremba et al. 2014), applied in training steps only (``training`` and
+    gradients enabled).
     """
 
     def __init__(self, vocab_size: int, z_dim: int, embed_dim: int = 256,
                  hidden_size: int = 256, cell: str = "gru", z_every_step: bool = True,
-                 use_z: bool = True):
+                 use_z: bool = True, dropout: float = 0.0):
         super().__init__()
         _check_cell(cell)
-        self.cell, self.use_z = cell, use_z
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout: expected a rate in [0, 1), got {dropout!r}")
+        self.cell, self.use_z, self.dropout = cell, use_z, float(dropout)
         self.z_every_step = z_every_step and use_z
         self.hidden_size = hidden_size
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=Vocabulary.pad)
@@ -82,7 +88,7 @@ class SentenceDecoder(nn.Module):
     def hidden(self, inputs: torch.Tensor, z: torch.Tensor,
                state: Optional[State] = None) -> Tuple[torch.Tensor, State]:
         """RNN outputs ``[B, T, H]`` over ``inputs: [B, T]`` and the state after them."""
-        e = self.embed(inputs)
+        e = self._drop(self.embed(inputs))
         if self.z_every_step:
             e = torch.cat([e, z.unsqueeze(1).expand(-1, e.shape[1], -1)], -1)
         return self.rnn(e, self.initial_state(z) if state is None else state)
@@ -92,7 +98,11 @@ class SentenceDecoder(nn.Module):
         ``<bos>`` are never a next token, so their logits are -inf (no mass wasted)."""
         never = torch.zeros(self.out.out_features, dtype=torch.bool, device=h.device)
         never[[Vocabulary.pad, Vocabulary.bos]] = True
-        return self.out(h).masked_fill(never, float("-inf"))
+        return self.out(self._drop(h)).masked_fill(never, float("-inf"))
+
+    def _drop(self, h: torch.Tensor) -> torch.Tensor:
+        training = self.training and torch.is_grad_enabled()
+        return F.dropout(h, self.dropout, training) if self.dropout and training else h
 
     def forward(self, inputs: torch.Tensor, z: torch.Tensor,
                 state: Optional[State] = None) -> Tuple[torch.Tensor, State]:
