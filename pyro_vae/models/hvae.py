@@ -11,15 +11,12 @@ VAE's eq. 19-21). Site names: the top level is ``"z"`` (the code that ``encode``
 """
 
 import itertools
-import math
 import types
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.distributions import kl_divergence
 from torch.nn.utils.parametrizations import weight_norm
 
 import pyro
@@ -27,6 +24,7 @@ import pyro.distributions as dist
 import pyro.poutine as poutine
 
 from ..config import option
+from ..free_bits import check_elbo as check_free_bits_elbo, check_free_bits, latent_kl, shortfall
 from ..guides import GUIDES
 from ..likelihoods import LIKELIHOODS
 from ..nets import ACTIVATIONS, activation as make_activation, make_decoder, make_encoder
@@ -53,9 +51,6 @@ class HVAEConfig(VAEConfig):
     norm: str = option("none", "normalisation of the ladder's layers: none, batch (batch "
                        "norm in the bottom-up pass) or weight (weight norm everywhere)",
                        choices=lambda: NORMS)
-    free_bits: float = option(0.0, "free bits per level, nats per image (Kingma et al. "
-                              "2016): a level whose batch-mean KL is below it gets no KL "
-                              "gradient; 0: off")
 
 
 # ------------------------------------------------------------------ networks (no Pyro)
@@ -155,16 +150,6 @@ def precision_weighted(up: torch.Tensor, prior: dist.Distribution) -> dist.Distr
                        var.sqrt()).to_event(1)
 
 
-def site_kl(q: dist.Distribution, p: dist.Distribution, z: torch.Tensor) -> torch.Tensor:
-    """``KL(q || p)`` per item where a closed form is registered, else the one-sample
-    estimate ``log q(z) - log p(z)`` at ``z`` drawn from ``q``: what
-    ``TraceMeanField_ELBO`` charges for a latent site."""
-    try:
-        return kl_divergence(q, p)
-    except NotImplementedError:
-        return q.log_prob(z) - p.log_prob(z)
-
-
 # ------------------------------------------------------------------------ the model
 class HVAE(Model):
     r"""Hierarchical VAE: ``L`` Gaussian levels, any top prior, the ladder guide.
@@ -189,7 +174,9 @@ class HVAE(Model):
     per level and item, a factor ``-relu(lambda - KL_l)`` with ``KL_l`` the batch mean of
     the level's KL term as ``TraceMeanField_ELBO`` (this model's default ELBO) charges it:
     the objective then holds ``B max(lambda, KL_l)`` for that level (Kingma et al. 2016,
-    eq. 15), and a level below ``lambda`` gets no KL gradient.
+    eq. 15), and a level below ``lambda`` gets no KL gradient. With ``free_bits_per =
+    "dimension"`` the same holds for each dimension of each level
+    (:mod:`pyro_vae.free_bits`).
 
     :param x_shape: image shape ``(C, H, W)``.
     :param z_dim: the top level's dimension (default ``z_dims``: ``z_dim * 2^(L - l)``).
@@ -200,7 +187,8 @@ class HVAE(Model):
     :param level_hidden: width of each level's blocks above the first (``d_2`` first).
     :param net: ``"mlp"`` or ``"conv"``, the network between ``x`` and the first level.
     :param norm: ``"none"``, ``"batch"`` (the bottom-up pass) or ``"weight"`` (every layer).
-    :param free_bits: ``lambda`` in nats per image and level; 0 turns it off.
+    :param free_bits: ``lambda`` in nats per image and level (or dimension); 0: off.
+    :param free_bits_per: ``"level"`` or ``"dimension"``, what ``lambda`` is counted per.
     :param prior, likelihood, guide: as for :class:`~pyro_vae.models.VAE`; ``guide`` is the
         top level's family, any of :data:`~pyro_vae.guides.GUIDES`.
     :param encoder: a :class:`LadderEncoder`-like module mapping ``x`` to the list of
@@ -233,6 +221,7 @@ class HVAE(Model):
         net: str = "mlp",
         norm: str = "none",
         free_bits: float = 0.0,
+        free_bits_per: str = "level",
         encoder: Optional[nn.Module] = None,
         top_down: Optional[Sequence[nn.Module]] = None,
         decoder: Optional[nn.Module] = None,
@@ -246,13 +235,14 @@ class HVAE(Model):
     ):
         x_shape, levels, z_dims, hidden, widths = _check_arguments(
             x_shape, z_dim, levels, z_dims, hidden, level_hidden, net, norm, activation, beta,
-            free_bits, prior)
+            free_bits, free_bits_per, prior)
         super().__init__(name)
         self.x_shape, self.levels, self.z_dims = x_shape, levels, tuple(int(d) for d in z_dims)
         self.z_dim = self.z_dims[-1]
         self.widths, self.hidden, self.activation = widths, hidden, activation
         self.net, self.norm = net, norm
-        self.beta, self.free_bits = float(beta), float(free_bits)
+        self.beta, self.free_bits, self.free_bits_per = float(beta), float(free_bits), \
+            free_bits_per
         # Sites top first: "z" (level L), then "z{L-1}", ..., "z1".
         self.sites = ("z",) + tuple(f"z{l}" for l in range(levels - 1, 0, -1))
         if norm == "batch":  # a captured graph would not update the running statistics
@@ -383,25 +373,22 @@ class HVAE(Model):
         """
         kls = self.level_kls(x, zs, priors)
         for site, kl in zip(self.sites, kls):
-            shortfall = F.relu(self.free_bits - kl.mean())
-            pyro.factor(f"free_bits_{site}", -shortfall.expand(kl.shape))
+            pyro.factor(f"free_bits_{site}", -shortfall(kl, self.free_bits))
 
     def level_kls(self, x: torch.Tensor, zs: List[torch.Tensor],
                   priors: List[dist.Distribution]) -> List[torch.Tensor]:
-        """Each level's KL term per item ``[B]``, top first, at the draws ``zs`` (top
-        first) with the model's ``priors`` at those draws."""
+        """Each level's KL term per item ``[B]`` (per item and dimension, ``[B, D_l]``,
+        with ``free_bits_per="dimension"``), top first, at the draws ``zs`` (top first)
+        with the model's ``priors`` at those draws."""
         up = self.encoder(x)
         qs = [self.posterior(up[-1])] + [
             precision_weighted(up[level - 1], p)
             for level, p in zip(range(self.levels - 1, 0, -1), priors[1:])]
-        return [site_kl(q, p, z) for q, p, z in zip(qs, priors, zs)]
+        return [latent_kl(q, p, z, self.free_bits_per) for q, p, z in zip(qs, priors, zs)]
 
     def check_elbo(self, elbo) -> None:
         """Free bits correct a KL term per level, which the importance-weighted bound has not."""
-        if self.free_bits and not isinstance(elbo, (pyro.infer.Trace_ELBO,
-                                                    pyro.infer.TraceMeanField_ELBO)):
-            raise ValueError(f"free_bits: needs TraceMeanField_ELBO (the default) or "
-                             f"Trace_ELBO, got {type(elbo).__name__}")
+        check_free_bits_elbo(self.free_bits, elbo)
 
     # ---------------------------------------------------------------- utilities
     @property
@@ -471,7 +458,7 @@ class HVAE(Model):
 
 
 def _check_arguments(x_shape, z_dim, levels, z_dims, hidden, level_hidden, net, norm,
-                     activation, beta, free_bits, prior):
+                     activation, beta, free_bits, free_bits_per, prior):
     """The HVAE's arguments checked (``ValueError`` naming the first that cannot work):
     ``(x_shape, levels, z_dims, hidden, widths)`` as the model keeps them."""
     x_shape = check_image_model(x_shape, z_dim, beta, net)
@@ -496,9 +483,7 @@ def _check_arguments(x_shape, z_dim, levels, z_dims, hidden, level_hidden, net, 
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, "
                          f"got {activation!r}")
-    if not (free_bits >= 0 and math.isfinite(free_bits)):
-        raise ValueError(f"free_bits: expected a non-negative number of nats, "
-                         f"got {free_bits!r}")
+    check_free_bits(free_bits, free_bits_per)
     if norm == "batch" and prior == "vamp":
         raise ValueError("norm: batch norm in the bottom-up pass would normalise the "
                          "VampPrior's pseudo-inputs by their own statistics; use "

@@ -92,6 +92,9 @@ class M2(CVAE):
             raise ValueError(f"alpha: expected a non-negative weight, got {alpha!r}")
         if enum_discrete not in ENUM_DISCRETE:
             raise ValueError(f"enum_discrete: expected one of {ENUM_DISCRETE}, got {enum_discrete!r}")
+        if vae_options.get("free_bits"):
+            raise ValueError("free_bits: M2's KL term is taken under each enumerated label; "
+                             "free bits are not defined for it")
         super().__init__(x_shape, num_classes, prior=prior, net=net, **vae_options)
         self.alpha, self.enum_discrete = float(alpha), enum_discrete
         classifier_hidden = self.hidden if classifier_hidden is None else classifier_hidden

@@ -6,7 +6,6 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
-from torch.distributions import kl_divergence
 
 import pyro
 import pyro.distributions as dist
@@ -14,6 +13,8 @@ import pyro.poutine as poutine
 from pyro.infer import TraceMeanField_ELBO
 
 from ..config import TrainConfig, option
+from ..free_bits import (GROUPS as FREE_BITS_GROUPS, check_elbo as check_free_bits_elbo,
+                         check_free_bits, latent_kl, shortfall)
 from ..schedules import SCHEDULES
 from ..steps import NonFiniteStep, OptimizerStep
 from ..text import decoding
@@ -50,8 +51,11 @@ class SentenceConfig(TrainConfig):
                                  "in training (Bowman et al. 2016); 0: none")
     dropout: float = option(0.0, "dropout rate on the decoder's input embeddings and "
                             "outputs in training (Zaremba et al. 2014); 0: none")
-    free_bits: float = option(0.0, "nats per latent dimension below which its KL is not "
-                              "penalised (Kingma et al. 2016); 0: off")
+    free_bits: float = option(0.0, "free bits (Kingma et al. 2016): nats of batch-mean KL "
+                              "per dimension (or the whole code, --free-bits-per level) "
+                              "that cost as much as none; 0: off")
+    free_bits_per: str = option("dimension", "what --free-bits counts per: dimension or "
+                                "level (the whole code)", choices=lambda: FREE_BITS_GROUPS)
     beta: float = option(1.0, "weight of the KL term", positive=True)
     warmup: str = option("none", "KL warm-up schedule: none, linear or cyclical",
                          choices=lambda: SCHEDULES)
@@ -88,6 +92,7 @@ class SentenceVAE(Model):
     - ``beta`` on ``"z"`` in model and guide, driven by a KL warm-up schedule;
     - ``word_dropout``: training inputs of the decoder replaced by ``<unk>``;
     - ``free_bits = lambda``: the objective ``E_q log p(x|z) - sum_d max(lambda, KL_d)``
+      (``free_bits_per="dimension"``, the default; ``"level"``: one group, the whole code)
       with ``KL_d`` the batch mean of dimension ``d``'s KL (Kingma et al. 2016, eq. 15):
       a guide factor adds ``KL_d - lambda`` back for each dimension below ``lambda``, so
       its KL gradient vanishes (exactly under the default ``TraceMeanField_ELBO``, whose
@@ -112,7 +117,8 @@ class SentenceVAE(Model):
     :param z_every_step: the decoder reads ``z`` beside every input word.
     :param word_dropout: rate of :func:`~pyro_vae.text.batches.word_dropout` in training.
     :param dropout: dropout rate on the decoder's embeddings and RNN outputs in training.
-    :param free_bits: nats per dimension, 0 for none.
+    :param free_bits: nats per dimension (or per code), 0 for none.
+    :param free_bits_per: ``"dimension"`` or ``"level"`` (:mod:`pyro_vae.free_bits`).
     :param beta: weight of the KL term.
     :param language_model: no code (see above).
     :param max_len: the longest sentence decoded from a code.
@@ -130,7 +136,7 @@ class SentenceVAE(Model):
                  z_dim: int = 32, embed_dim: int = 256, hidden_size: int = 256,
                  cell: str = "gru", bidirectional: bool = False, z_every_step: bool = True,
                  word_dropout: float = 0.0, dropout: float = 0.0, free_bits: float = 0.0,
-                 beta: float = 1.0,
+                 free_bits_per: str = "dimension", beta: float = 1.0,
                  language_model: bool = False, max_len: int = 50, aggressive_steps: int = 0,
                  encoder: Optional[nn.Module] = None, decoder: Optional[nn.Module] = None,
                  name: Optional[str] = None):
@@ -155,13 +161,12 @@ class SentenceVAE(Model):
             raise ValueError(f"cell: expected one of {sorted(CELLS)}, got {cell!r}")
         if not 0 <= word_dropout <= 1:
             raise ValueError(f"word_dropout: expected a rate in [0, 1], got {word_dropout!r}")
-        if not free_bits >= 0:
-            raise ValueError(f"free_bits: expected a non-negative number of nats, got "
-                             f"{free_bits!r}")
+        check_free_bits(free_bits, free_bits_per)
         if not beta > 0:
             raise ValueError(f"beta: expected a positive number, got {beta!r}")
         super().__init__(name)
         self.vocab, self.vocab_size, self.z_dim = self_vocab, size, int(z_dim)
+        self.free_bits_per = free_bits_per
         self.word_dropout, self.free_bits, self.beta = float(word_dropout), float(free_bits), \
             float(beta)
         self.language_model, self.max_len = bool(language_model), int(max_len)
@@ -221,11 +226,16 @@ class SentenceVAE(Model):
                 q = self.posterior(x)
                 z = pyro.sample("z", q)
                 if self.free_bits and self.training and torch.is_grad_enabled():
-                    pyro.factor("free_bits", -free_bits_correction(q, self.free_bits),
-                                has_rsample=True)
+                    # a guide factor is subtracted from the ELBO: -max(lambda, KL) in all
+                    kl = latent_kl(q, self.prior(len(x)), z, self.free_bits_per)
+                    pyro.factor("free_bits", shortfall(kl, self.free_bits), has_rsample=True)
         return z
 
     # ------------------------------------------------------------ utilities
+    def check_elbo(self, elbo) -> None:
+        """Free bits correct the KL term, which the importance-weighted bound has not."""
+        check_free_bits_elbo(self.free_bits, elbo)
+
     @property
     def latent_shape(self) -> Tuple[int]:
         return (self.z_dim,)
@@ -331,16 +341,6 @@ def trim(x: torch.Tensor) -> torch.Tensor:
     x = x.long()
     width = max(int(lengths(x).max()), 1)
     return x if width == x.shape[1] else x[:, :width]
-
-
-def free_bits_correction(q: dist.Distribution, nats: float) -> torch.Tensor:
-    """``sum_d [KL_d < nats] (KL_nd - nats)`` per item ``[B]``, ``KL_nd`` the closed-form KL
-    of ``q = Independent(Normal)`` against N(0, 1) in dimension ``d``, ``KL_d`` its batch
-    mean. Added to the ELBO it turns ``-sum_d KL_d`` into ``-sum_d max(nats, KL_d)``."""
-    base = q.base_dist
-    kl = kl_divergence(base, dist.Normal(torch.zeros_like(base.loc), torch.ones_like(base.loc)))
-    below = (kl.mean(0) < nats).detach()
-    return ((kl - nats) * below).sum(-1)
 
 
 class AggressiveEncoder(OptimizerStep):

@@ -12,6 +12,8 @@ import pyro.poutine as poutine
 
 
 from ..config import TrainConfig, option
+from ..free_bits import (GROUPS as FREE_BITS_GROUPS, check_elbo as check_free_bits_elbo,
+                         check_free_bits, latent_kl, shortfall)
 from ..guides import GUIDES
 from ..likelihoods import LIKELIHOODS
 from ..nets import ACTIVATIONS, NETS, make_decoder, make_encoder
@@ -67,6 +69,12 @@ class VAEConfig(TrainConfig):
                          choices=lambda: SCHEDULES)
     warmup_epochs: float = option(10.0, "epochs of the linear warm-up ramp, or the period "
                                   "of a cyclical one (ramp over its first half)", positive=True)
+    free_bits: float = option(0.0, "free bits (Kingma et al. 2016): nats of batch-mean KL "
+                              "per level (or dimension, --free-bits-per) that cost as much "
+                              "as none, so below them the KL gets no gradient; 0: off")
+    free_bits_per: str = option("level", "what --free-bits counts per: level (each latent "
+                                "site; the whole code of a one-level model) or dimension",
+                                choices=lambda: FREE_BITS_GROUPS)
     mixture_components: int = option(10, "mixture components of the 'mog' prior", minimum=1)
     pseudo_inputs: int = option(500, "learnt pseudo-inputs of the 'vamp' prior", minimum=1)
     flow_layers: int = option(2, "autoregressive flow layers of the 'iaf' guide and the "
@@ -93,7 +101,10 @@ class VAE(Model):
 
     Maximising the ELBO, ``E_q[log p(x|z)] - beta * KL(q(z|x) || p(z))``, trains both.
     ``beta != 1`` scales the ``"z"`` site in model *and* guide, so the objective is
-    exactly reconstruction + beta * KL (Higgins et al. 2017).
+    exactly reconstruction + beta * KL (Higgins et al. 2017). ``free_bits = lambda``
+    replaces the KL by ``max(lambda, KL)``, KL the batch mean (of each dimension with
+    ``free_bits_per="dimension"``), through a factor in the guide in training steps
+    (:mod:`pyro_vae.free_bits`; Kingma et al. 2016, eq. 15).
 
     ``model(num=k)`` without images draws ``k`` of them (``"x"`` sampled, not
     observed), so ``pyro.infer.Predictive(vae.model, num_samples=s)()`` is the prior
@@ -110,6 +121,9 @@ class VAE(Model):
     :param likelihood: a key of :data:`pyro_vae.likelihoods.LIKELIHOODS` or an object.
     :param guide: a key of :data:`pyro_vae.guides.GUIDES` or a variational family object.
     :param beta: weight of the KL term.
+    :param free_bits: ``lambda``, nats per image (per dimension with
+        ``free_bits_per="dimension"``); 0 turns free bits off.
+    :param free_bits_per: ``"level"`` (the whole code) or ``"dimension"``.
     :param net: the networks built when none are given: a key of :data:`pyro_vae.nets.NETS`
         (``"mlp"``, ``"conv"``).
     :param encoder: any ``nn.Module`` mapping ``x: [B, C, H, W]`` (and a one-hot label
@@ -144,6 +158,8 @@ class VAE(Model):
         guide: Union[str, nn.Module] = "diagonal",
         beta: float = 1.0,
         net: str = "mlp",
+        free_bits: float = 0.0,
+        free_bits_per: str = "level",
         encoder: Optional[nn.Module] = None,
         decoder: Optional[nn.Module] = None,
         mixture_components: int = 10,
@@ -157,8 +173,10 @@ class VAE(Model):
         x_shape = check_image_model(x_shape, z_dim, beta, net)
         if any(int(h) != h or h < 1 for h in hidden):
             raise ValueError(f"hidden: expected positive layer widths, got {tuple(hidden)}")
+        check_free_bits(free_bits, free_bits_per)
         super().__init__(name)
         self.x_shape, self.z_dim, self.beta = x_shape, int(z_dim), float(beta)
+        self.free_bits, self.free_bits_per = float(free_bits), free_bits_per
         self.hidden, self.activation, self.net = tuple(hidden), activation, net
         self.prior = _part(
             "prior", PRIORS, prior, self.z_dim, x_shape=x_shape,
@@ -221,8 +239,17 @@ class VAE(Model):
         with pyro.plate("data", x.shape[0]):
             label = self.guide_label(x, y)  # None here; [B], or [K, 1] when enumerated
             with poutine.scale(scale=self.beta):
-                return pyro.sample("z", self.posterior(call(self.encoder, x,
-                                                            self.condition(label))))
+                q = self.posterior(call(self.encoder, x, self.condition(label)))
+                z = pyro.sample("z", q)
+                if self.free_bits and self.training and torch.is_grad_enabled():
+                    # a guide factor is subtracted from the ELBO: -max(lambda, KL) in all
+                    kl = latent_kl(q, self.latent_prior(label), z, self.free_bits_per)
+                    pyro.factor("free_bits", shortfall(kl, self.free_bits), has_rsample=True)
+        return z
+
+    def check_elbo(self, elbo) -> None:
+        """Free bits correct the KL term, which the importance-weighted bound has not."""
+        check_free_bits_elbo(self.free_bits, elbo)
 
     # Hooks for models with a label, called inside the plate "data".
     def label(self, y: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
