@@ -292,3 +292,50 @@ def test_train_with_perturb_writes_a_background_run(tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["perturb"] == 0.2
     assert main(["train", "--out", str(tmp_path / "bad"), "--perturb", "1.5", *TINY]) == 2
     assert "perturb: expected a share in [0, 1)" in capsys.readouterr().err
+
+
+# ------------------------------------------- a hierarchical model's level ratio
+@torch.no_grad()
+def test_level_bound_is_the_bound_with_the_lowest_level_from_the_prior():
+    """L^{>1}(x) = E_{q(z2|x) p(z1|z2)} log p(x|z1) - KL(q(z2|x) || p(z2)), by Monte Carlo
+    through the model's parts, against the mean of ``level_bound``'s draws."""
+    from pyro_vae.anomaly.scores import level_bound
+    from pyro_vae.models import HVAE
+    hvae = HVAE(x_shape=(1, 4, 4), hidden=(8,), z_dims=(3, 2), level_hidden=(6,)).double()
+    x = (torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(0)) > 0.5).double()
+    draws = 4000
+    rep = x.repeat(draws, 1, 1, 1)
+    pyro.set_rng_seed(0)
+    q_top = hvae.posterior(hvae.encoder(rep)[-1])
+    z2 = q_top.sample()
+    z1 = hvae.conditional_prior(1, z2).sample()
+    by_parts = hvae.likelihood(hvae.decoder(z1)).log_prob(rep) \
+        - torch.distributions.kl_divergence(q_top, hvae.prior())
+    by_parts = by_parts.view(draws, 3)
+    got = level_bound(hvae, rep, prior_levels=1).view(draws, 3)
+    se = (by_parts.var(0) / draws + got.var(0) / draws).sqrt()
+    assert ((got.mean(0) - by_parts.mean(0)).abs() < 4 * se).all()
+    # k = 0 is the ELBO, here against Pyro's Trace_ELBO over the same replicas
+    full = level_bound(hvae, rep).view(draws, 3)
+    elbo = -pyro.infer.TraceMeanField_ELBO().loss(hvae.model, hvae.guide, rep) / draws
+    assert abs(full.mean(0).sum() - elbo) < 4 * (full.var(0) / draws).sum().sqrt() + 0.05
+    with pytest.raises(ValueError, match="prior_levels: expected 0 to 1"):
+        level_bound(hvae, x, prior_levels=2)
+
+
+def test_llr_needs_a_hierarchical_model():
+    vae = VAE(x_shape=(1, 4, 4), z_dim=2, hidden=(8,))
+    with pytest.raises(ValueError, match="'llr' compares a hierarchical model's levels"):
+        Scorer(vae).score(torch.rand(5, 1, 4, 4).round(), scores=["llr"])
+
+
+def test_cli_scores_a_hierarchical_run_with_llr(tmp_path, capsys):
+    run = tmp_path / "hvae"
+    assert main(["train", "--model", "hvae", "--exclude-class", "1", "--train-size", "2000",
+                 "--out", str(run), *TINY]) == 0
+    capsys.readouterr()
+    assert main(["score", str(run), "--held-out-class", "1", "--score", "elbo", "llr",
+                 "--num-images", "300", "--json", "--out", str(tmp_path / "s.csv")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["metrics"]) == {"elbo", "llr"}
+    assert {"llr"} <= set(_rows(tmp_path / "s.csv")[0])

@@ -25,6 +25,11 @@ For each item ``x`` (nats unless stated; ``N_bits = nll / log 2``):
                 ``complexity``, ``classifier`` (for labelled data) and ``latent``, each
                 ``p_j = (1 + #{normal items scoring >= s_j(x)}) / (1 + n)`` on held-out
                 normal data (the ``calibration`` of :meth:`Scorer.fit`)
+``llr``         ``L(x) - L^{>k}(x)``, a hierarchical model's (``sites``, top first)
+                likelihood ratio of Havtorn et al. (2021, eq. 6-7): ``L^{>k}`` is the
+                bound with the ``k`` lowest levels drawn from the model's conditional
+                prior ``p(z_<=k | z_>k)`` instead of the guide, so it scores ``x`` by what
+                the upper, semantic levels say of it (:func:`level_bound`)
 ==============  =====================================================================
 
 ``nll`` is the ``iwae`` estimate when ``iw_samples > 0``, else ``-ELBO``. Grey-level data
@@ -81,6 +86,7 @@ SCORES: Dict[str, Score] = {
                       lambda s, r: _need_reference(r).fisher(
                           {name: SCORES[name].compute(s, r) for name in r.null}),
                       needs_reference=True),
+    "llr": Score(frozenset({"llr"}), lambda s, r: s["llr"]),
 }
 COMBINED = ("complexity", "classifier", "latent")
 """The scores ``combined`` joins, where they apply."""
@@ -196,6 +202,34 @@ def posterior_mean(guide: Callable, *batch: torch.Tensor, site: str = "z",
         return trace.nodes[site]["value"].reshape(draws, b, -1).mean(0)
 
 
+def level_bound(model, *batch: torch.Tensor, prior_levels: int = 0) -> torch.Tensor:
+    r"""One draw of the bound ``L^{>k}(x)`` per item, ``[B]``, ``k = prior_levels``:
+
+    .. math::
+
+        L^{>k}(x) = \mathbb E_{q(z_{>k} \mid x)\, p(z_{\le k} \mid z_{>k})}
+        \Big[\log p(x \mid z_1) + \log \frac{p(z_{>k})}{q(z_{>k} \mid x)}\Big]
+
+    (Havtorn et al. 2021, eq. 6): the levels of ``model.sites`` (top first) above the
+    ``k`` lowest are drawn from the guide, the ``k`` lowest from the model given them, so
+    their prior and proposal cancel. ``k = 0`` is the ELBO.
+    """
+    sites = tuple(model.sites)
+    if not 0 <= prior_levels < len(sites):
+        raise ValueError(f"prior_levels: expected 0 to {len(sites) - 1} (the model has "
+                         f"{len(sites)} latent levels), got {prior_levels}")
+    kept = sites[:len(sites) - prior_levels]
+    guide = poutine.trace(model.guide).get_trace(*batch)
+    drawn = {site: guide.nodes[site]["value"] for site in kept}
+    joint = poutine.trace(poutine.condition(model.model, data=drawn)).get_trace(*batch)
+    x = joint.nodes["x"]
+    bound = x["fn"].log_prob(x["value"])
+    for site in kept:
+        p, q = joint.nodes[site], guide.nodes[site]
+        bound = bound + p["fn"].log_prob(p["value"]) - q["fn"].log_prob(q["value"])
+    return bound
+
+
 class Scorer:
     """Per-item anomaly scores of a trained ``model`` (a :class:`~pyro_vae.models.Model`).
 
@@ -205,10 +239,12 @@ class Scorer:
         wherever one is registered).
     :param background: a model trained on perturbed inputs, for ``ratio``.
     :param compressor: ``"png"`` or ``"zlib"``, for ``complexity``.
+    :param prior_levels: ``k`` of ``llr``, the lowest levels drawn from the prior.
     """
 
     def __init__(self, model, iw_samples: int = 0, elbo_samples: int = 1, background=None,
-                 compressor: str = "png", batch_size: int = 500, chunk_size: int = 10000):
+                 compressor: str = "png", batch_size: int = 500, chunk_size: int = 10000,
+                 prior_levels: int = 1):
         for name, value in (("iw_samples", iw_samples), ("elbo_samples", elbo_samples - 1),
                             ("batch_size", batch_size - 1)):
             if int(value) != value or value < 0:
@@ -216,6 +252,7 @@ class Scorer:
         self.model, self.background = model, background
         self.iw_samples, self.elbo_samples = iw_samples, elbo_samples
         self.compressor, self.batch_size, self.chunk_size = compressor, batch_size, chunk_size
+        self.prior_levels = prior_levels
         self.reference: Optional[Reference] = None
 
     def _inputs(self, x: torch.Tensor, y: Optional[torch.Tensor]):
@@ -238,6 +275,20 @@ class Scorer:
                 parts[key].append(terms[key].view(s, len(idx)).mean(0).double().cpu())
         return {key: torch.cat(v) for key, v in parts.items()}
 
+    def _llr(self, data) -> torch.Tensor:
+        """``L(x) - L^{>k}(x)``, each bound the mean of ``elbo_samples`` draws."""
+        if len(getattr(self.model, "sites", ())) < 2:
+            raise ValueError(f"score: 'llr' compares a hierarchical model's levels; "
+                             f"{type(self.model).__name__} has one (train --model hvae "
+                             f"--levels 2 or more)")
+        s, out = self.elbo_samples, []
+        for idx in torch.arange(len(data[0])).split(max(1, self.batch_size // s)):
+            batch = [t[idx.repeat(s).to(t.device)] for t in data]  # sample-major: [s, b]
+            full = level_bound(self.model, *batch)
+            upper = level_bound(self.model, *batch, prior_levels=self.prior_levels)
+            out.append((full - upper).view(s, len(idx)).mean(0).double().cpu())
+        return torch.cat(out)
+
     def _nll(self, data) -> torch.Tensor:
         k = self.iw_samples or 100
         return -iw_log_likelihood(self.model.model, self.model.guide, data, k,
@@ -257,6 +308,8 @@ class Scorer:
         if "mean" in needs:
             out["mean"] = torch.cat([posterior_mean(self.model.guide, *(t[idx.to(t.device)] for t in data)).double().cpu()
                                      for idx in torch.arange(len(data[0])).split(self.batch_size)])
+        if "llr" in needs:
+            out["llr"] = self._llr(data)
         if "compressed_bits" in needs:
             out["compressed_bits"] = compressed_bits(data[0], self.compressor)
         if "background_nll" in needs:

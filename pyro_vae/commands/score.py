@@ -28,7 +28,8 @@ from ..runs import Run
 from ..train import TEST_BINARIZE_SEED
 from . import Subcommand, load_run, run_arguments, test_data
 
-DEFAULTS = {"iw_samples": 0, "elbo_samples": 4, "compressor": "png", "background": None}
+DEFAULTS = {"iw_samples": 0, "elbo_samples": 4, "compressor": "png", "background": None,
+            "prior_levels": 1}
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
@@ -51,10 +52,12 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                    "-log p(x) in 'iwae' and, when > 0, in every score that reads the NLL "
                    "(default: 0, the -ELBO; 'iwae' then takes 100)")
     p.add_argument("--elbo-samples", type=int, metavar="S", help="draws of z averaged in the "
-                   "reconstruction term (default: 4)")
+                   "reconstruction term and in each bound of 'llr' (default: 4)")
     p.add_argument("--compressor", choices=sorted(COMPRESSORS), help="lossless compressor of "
                    "'complexity' (default: png)")
     p.add_argument("--background", metavar="RUN", help="run trained with --perturb, for 'ratio'")
+    p.add_argument("--prior-levels", type=int, metavar="K", help="'llr' of a hierarchical "
+                   "model: its K lowest levels drawn from the prior (default: 1)")
     p.add_argument("--typicality-batch", type=int, default=25, metavar="M",
                    help="items per batch of the typicality test (default: 25)")
     p.add_argument("--num-images", type=int, metavar="N", help="score the first N items")
@@ -69,9 +72,10 @@ def _settings(args: argparse.Namespace, saved: Optional[Dict]) -> Dict:
 
 
 def _score_names(requested: List[str], background: bool, labelled: bool,
-                 validation: bool) -> List[str]:
+                 validation: bool, hierarchical: bool = False) -> List[str]:
     if requested == ["all"]:
-        applies = {"ratio": background, "classifier": labelled, "combined": validation}
+        applies = {"ratio": background, "classifier": labelled, "combined": validation,
+                   "llr": hierarchical}
         return [name for name in SCORES if applies.get(name, True)]
     for name in requested:
         if name not in SCORES:
@@ -192,9 +196,10 @@ def _score(args: argparse.Namespace) -> int:
     background = Run.load(settings["background"], args.device).model if settings["background"] else None
     reference, validation = normal_splits(run)
     labelled = bool((reference[1] >= 0).all()) and len(reference[1].unique()) > 1
-    names = _score_names(args.score, background is not None, labelled, validation is not None)
+    names = _score_names(args.score, background is not None, labelled, validation is not None,
+                         len(getattr(run.model, "sites", ())) > 1)
     scorer = Scorer(run.model, settings["iw_samples"], settings["elbo_samples"], background,
-                    settings["compressor"])
+                    settings["compressor"], prior_levels=settings["prior_levels"])
     if args.threshold_quantile is not None and validation is None:
         raise ValueError("threshold_quantile: the run has no validation split to calibrate "
                          "on; train it with --val-fraction (e.g. 0.1)")
