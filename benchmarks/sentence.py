@@ -82,7 +82,10 @@ def run(name: str, args) -> Run:
 
 def measure(name: str, args) -> dict:
     result = run(name, args)
-    x = prepare_data(result.config).x_test[:args.test_size]
+    x = prepare_data(result.config).x_test
+    if args.test_size:  # a seeded random subset, in the test set's order
+        pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(args.seed))
+        x = x[pick[:args.test_size].sort().values]
     torch.manual_seed(args.seed)
     # the language model's bound is its exact log p(x) at any K
     iw_samples = 1 if ROWS[name].get("language_model") else args.iw_samples
@@ -101,7 +104,8 @@ def main(argv=None):
     p.add_argument("--data", default="ptb")
     p.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     p.add_argument("--train-size", type=int, help="training sentences (default: all)")
-    p.add_argument("--test-size", type=int, help="test sentences measured (default: all)")
+    p.add_argument("--test-size", type=int, help="test sentences measured, a seeded random "
+                   "subset (default: all)")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--warmup-epochs", type=float, default=3.0)
     p.add_argument("--z-dim", type=int, default=32)
