@@ -76,6 +76,7 @@ bench-ood: install
 	OMP_NUM_THREADS=1 $(PY) benchmarks/ood.py fashion --seeds 0 1 2
 	OMP_NUM_THREADS=1 $(PY) benchmarks/ood.py heldout --epochs 20
 	OMP_NUM_THREADS=1 $(PY) benchmarks/ood.py best --no-background
+	OMP_NUM_THREADS=1 $(PY) benchmarks/ood.py hierarchical
 
 # the categorical VAE's three estimators, discrete test -ELBO and IWAE NLL (docs/categorical.md);
 # about 11 min on one shared core
