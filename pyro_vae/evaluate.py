@@ -264,6 +264,19 @@ def _draws(guide: Callable, site: str, batch: List[torch.Tensor], num: int) -> t
     return trace.nodes[site]["value"].reshape(num, b, -1)
 
 
+def posterior_mean(guide: Callable, *batch: torch.Tensor, site: str = "z",
+                   draws: int = 32) -> torch.Tensor:
+    """``E_q[z | x]`` per item, ``[B, D]``: the guide's ``mean`` where it has one, else
+    the mean of ``draws`` draws (flows)."""
+    trace = poutine.trace(guide).get_trace(*batch)
+    if site not in trace.nodes:
+        raise ValueError(f"site: the guide has no sample site {site!r}")
+    try:
+        return trace.nodes[site]["fn"].mean.reshape(batch[0].shape[0], -1)
+    except NotImplementedError:
+        return _draws(guide, site, list(batch), draws).mean(0)
+
+
 def _factorised_normal(d: dist.Distribution) -> Optional[dist.Normal]:
     """The elementwise Normal of an ``Independent(Normal)`` with one event dim, else None."""
     if isinstance(d, torch.distributions.Independent) and d.reinterpreted_batch_ndims == 1:

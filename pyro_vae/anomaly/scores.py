@@ -46,7 +46,7 @@ from torch import nn
 
 import pyro.poutine as poutine
 
-from ..evaluate import elbo_terms_per_item, iw_log_likelihood
+from ..evaluate import elbo_terms_per_item, iw_log_likelihood, posterior_mean
 from .compress import compressed_bits
 
 
@@ -183,23 +183,6 @@ class Reference:
         values = dict(stats, latent=self.mahalanobis(stats["mean"]))
         return -sum(_kde_log_density(self.statistics[k], values[k].double().cpu())
                     for k in self.DOSE_STATISTICS)
-
-
-def posterior_mean(guide: Callable, *batch: torch.Tensor, site: str = "z",
-                   draws: int = 32) -> torch.Tensor:
-    """``E_q[z | x]`` per item, ``[B, D]``: the guide's ``mean`` where it has one, else
-    the mean of ``draws`` draws (flows)."""
-    trace = poutine.trace(guide).get_trace(*batch)
-    if site not in trace.nodes:
-        raise ValueError(f"score: the guide has no sample site {site!r} to take codes from")
-    q = trace.nodes[site]["fn"]
-    b = batch[0].shape[0]
-    try:
-        return q.mean.reshape(b, -1)
-    except NotImplementedError:
-        rep = torch.arange(b, device=batch[0].device).repeat(draws)
-        trace = poutine.trace(guide).get_trace(*(t[rep] for t in batch))
-        return trace.nodes[site]["value"].reshape(draws, b, -1).mean(0)
 
 
 def level_bound(model, *batch: torch.Tensor, prior_levels: int = 0) -> torch.Tensor:
