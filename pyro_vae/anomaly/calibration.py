@@ -27,14 +27,15 @@ def _as_model_data(config, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def normal_splits(run, reference_size: int = 10000):
+def normal_splits(run, reference_size: int = 10000, data=None):
     """``((x_ref, y_ref), (x_val, y_val) or None)``: normal items of ``run`` for the
     reference (a seeded draw of at most ``reference_size`` training items) and for
-    thresholds (the run's validation split, ``None`` when it has none)."""
+    thresholds (the run's validation split, ``None`` when it has none). ``data``: the
+    run's data set already loaded (``prepare_data(run.config)``), else loaded here."""
     from ..train import prepare_data
 
     config = run.config
-    data = prepare_data(config)
+    data = prepare_data(config) if data is None else data
     x, y = data.x_train, data.y_train
     x_val = y_val = None
     if config.val_fraction:

@@ -35,15 +35,16 @@ def load_run(args: argparse.Namespace) -> runs.Run:
     return run
 
 
-def test_data(run: runs.Run, args: argparse.Namespace):
+def test_data(run: runs.Run, args: argparse.Namespace, data=None):
     """``(x, y)``: the run's test set, or that of ``args.data`` (same shape), first
-    ``args.num_images`` (or ``args.num``) items, on the model's device."""
+    ``args.num_images`` (or ``args.num``) items, on the model's device. ``data``: the
+    run's own data set already loaded, used when ``args.data`` names no other."""
     from ..train import prepare_data
 
     config = run.config
     if getattr(args, "data", None):
-        config = dataclasses.replace(config, data=args.data, data_dir=None)
-    data = prepare_data(config)
+        config, data = dataclasses.replace(config, data=args.data, data_dir=None), None
+    data = prepare_data(config) if data is None else data
     device = next(run.model.parameters()).device
     keep = slice(getattr(args, "num_images", None) or getattr(args, "num", None))
     return data.x_test[keep].to(device), data.y_test[keep].to(device)

@@ -25,7 +25,7 @@ from ..anomaly.compress import COMPRESSORS
 from ..checkpoint import atomic_write
 from ..data import DATASETS, binarize, load_items
 from ..runs import Run
-from ..train import TEST_BINARIZE_SEED
+from ..train import TEST_BINARIZE_SEED, prepare_data
 from . import Subcommand, load_run, run_arguments, test_data
 
 DEFAULTS = {"iw_samples": 0, "elbo_samples": 4, "compressor": "png", "background": None,
@@ -89,11 +89,12 @@ def _score_names(requested: List[str], background: bool, labelled: bool,
     return list(dict.fromkeys(requested))
 
 
-def _items(run: Run, source: Optional[str], num: Optional[int], name: str):
-    """``(x, y)`` to score: a named set's test split (the run's when ``source`` is None),
-    or every item of a file or folder in its stored order; binarised as the run's test set."""
+def _items(run: Run, source: Optional[str], num: Optional[int], name: str, data=None):
+    """``(x, y)`` to score: a named set's test split (the run's when ``source`` is None,
+    from ``data`` when loaded), or every item of a file or folder in its stored order;
+    binarised as the run's test set."""
     if source is None or source in DATASETS:
-        x, y = test_data(run, argparse.Namespace(data=source, num_images=num))
+        x, y = test_data(run, argparse.Namespace(data=source, num_images=num), data)
     else:
         x, y = load_items(source, run.config.image_size)
         x, y = x[:num], y[:num]
@@ -194,7 +195,8 @@ def _score(args: argparse.Namespace) -> int:
     run = load_run(args)
     settings = _settings(args, load_thresholds(run.folder))
     background = Run.load(settings["background"], args.device).model if settings["background"] else None
-    reference, validation = normal_splits(run)
+    data = prepare_data(run.config)  # loaded once: reference, validation and test items
+    reference, validation = normal_splits(run, data=data)
     labelled = bool((reference[1] >= 0).all()) and len(reference[1].unique()) > 1
     names = _score_names(args.score, background is not None, labelled, validation is not None,
                          len(getattr(run.model, "sites", ())) > 1)
@@ -204,7 +206,7 @@ def _score(args: argparse.Namespace) -> int:
         raise ValueError("threshold_quantile: the run has no validation split to calibrate "
                          "on; train it with --val-fraction (e.g. 0.1)")
     torch.manual_seed(args.seed)
-    x, y = _items(run, args.data, args.num_images, "data")
+    x, y = _items(run, args.data, args.num_images, "data", data)
     x_in, y_in, x_out, y_out = _anomalies(run, args, x, y)  # bad flags end here, before work
     if any(SCORES[n].needs_reference for n in names) or x_out is not None:
         scorer.fit(*reference, calibration=validation if "combined" in names else None)
