@@ -98,7 +98,8 @@ class SentenceDecoder(nn.Module):
         ``<bos>`` are never a next token, so their logits are -inf (no mass wasted)."""
         never = torch.zeros(self.out.out_features, dtype=torch.bool, device=h.device)
         never[[Vocabulary.pad, Vocabulary.bos]] = True
-        return self.out(self._drop(h)).masked_fill(never, float("-inf"))
+        bias = self.out.bias.masked_fill(never, float("-inf"))  # one pass over [..., V]
+        return F.linear(self._drop(h), self.out.weight, bias)
 
     def _drop(self, h: torch.Tensor) -> torch.Tensor:
         training = self.training and torch.is_grad_enabled()
