@@ -58,7 +58,8 @@ def trace_loss(model: Callable, guide: Callable, analytic_kl: bool, *batch) -> t
     ``analytic_kl``, ``TraceMeanField_ELBO``) computes it for reparameterised guides,
     written without data-dependent Python so that it can be captured. A latent site
     without ``rsample`` (a score-function estimate needs Pyro's surrogate loss), or in
-    only one of model and guide, raises ``NotImplementedError``."""
+    only one of model and guide, raises ``NotImplementedError``; a factor of the guide
+    (free bits) is subtracted, as Pyro does."""
     guide_trace = poutine.trace(guide).get_trace(*batch)
     model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*batch)
     elbo = 0.0
@@ -75,8 +76,11 @@ def trace_loss(model: Callable, guide: Callable, analytic_kl: bool, *batch) -> t
         kl = _analytic_kl(q_site, site) if analytic_kl else None
         elbo = elbo + (_log_prob_sum(site) - _log_prob_sum(q_site) if kl is None else -kl)
     for name, site in guide_trace.nodes.items():
-        if site["type"] == "sample" and not _is_subsample(site) and name not in model_trace:
+        if site["type"] != "sample" or _is_subsample(site) or name in model_trace:
+            continue
+        if not site["is_observed"]:
             raise NotImplementedError(f"the guide's site {name!r} is not in the model")
+        elbo = elbo - _log_prob_sum(site)  # a factor of the guide, as Trace_ELBO counts it
     return -elbo
 
 

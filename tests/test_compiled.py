@@ -37,6 +37,20 @@ def test_trace_loss_is_pyros_differentiable_loss(elbo, prior, guide):
     torch.testing.assert_close(got, expected)
 
 
+@pytest.mark.parametrize("elbo", [Trace_ELBO, TraceMeanField_ELBO])
+def test_trace_loss_subtracts_the_guides_factors_as_pyro_does(elbo):
+    vae = _vae("vamp", "iaf", free_bits=3.0)  # the free-bits factor of the guide
+    pyro.set_rng_seed(1)
+    expected = elbo().differentiable_loss(vae.model, vae.guide, X)
+    pyro.set_rng_seed(1)
+    got = trace_loss(vae.model, vae.guide, elbo is TraceMeanField_ELBO, X)
+    torch.testing.assert_close(got, expected)
+    vae.free_bits = 0.0
+    pyro.set_rng_seed(1)
+    assert not torch.allclose(got, trace_loss(vae.model, vae.guide,
+                                              elbo is TraceMeanField_ELBO, X))
+
+
 def _loss_and_grads(module, loss, batch, seed=3):
     pyro.set_rng_seed(seed)
     value = loss(*batch)
@@ -68,8 +82,10 @@ def _close(a, b):
 @pytest.mark.parametrize("make", [*(lambda p=p, g=g: (_vae(p, g, beta=2.0), (X[:16],))
                                     for p, g in PARTS),
                                   lambda: (CVAE(X_SHAPE, num_classes=3, z_dim=2, hidden=(8,),
-                                                net="mlp"), (X[:16], Y[:16]))],
-                         ids=[*(f"{p}-{g}" for p, g in PARTS), "cvae"])
+                                                net="mlp"), (X[:16], Y[:16])),
+                                  lambda: (_vae(free_bits=0.5, free_bits_per="dimension"),
+                                           (X[:16],))],
+                         ids=[*(f"{p}-{g}" for p, g in PARTS), "cvae", "free-bits"])
 def test_the_replayed_graph_is_the_uncaptured_loss_bit_for_bit(elbo, make):
     # What exact resume rests on: a step computes the same bits whether its structure
     # was captured yet or not. Pyro's own loss sums the same terms in another order.
