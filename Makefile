@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 RUN    ?= runs/demo
 
-.PHONY: install demo test test-all bench-baseline bench-speed bench-host bench-parts bench-soak bench-cvae bench-nets bench-m2 bench-ood bench-categorical bench-vqvae bench-vaegan bench-hvae beta-vae figures clean
+.PHONY: install demo test test-all bench-baseline bench-speed bench-host bench-parts bench-soak bench-cvae bench-nets bench-m2 bench-ood bench-categorical bench-vqvae bench-vaegan bench-hvae bench-sentence beta-vae figures clean
 
 install: $(VENV)/.installed
 
@@ -97,6 +97,15 @@ bench-vaegan: install
 # 2,000 test digits of mnist-10k, train vs test NLL every 10 epochs (docs/hvae.md); 100 epochs
 bench-hvae: install
 	OMP_NUM_THREADS=1 $(PY) benchmarks/hvae.py
+
+# the sentence VAE on the Penn Treebank (docs/text.md): the ablation on 5,000 training
+# sentences for 5 epochs (about 80 min on one shared core), then the language model and the
+# best row on all 42,068 for 16 epochs (about 2 h each on one core; run them side by side)
+bench-sentence: install
+	OMP_NUM_THREADS=1 $(PY) benchmarks/sentence.py --train-size 5000 --epochs 5 --warmup-epochs 3 \
+		--dropout 0.5 --iw-samples 100 --test-size 500 --out runs/bench-sentence-ablation
+	OMP_NUM_THREADS=1 $(PY) benchmarks/sentence.py --rows lm warmup-fb --epochs 16 --warmup-epochs 4 \
+		--dropout 0.5 --iw-samples 500 --test-size 500
 
 clean:
 	rm -rf runs .pytest_cache build dist *.egg-info

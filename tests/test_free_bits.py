@@ -89,9 +89,15 @@ def test_vae_free_bits_with_an_iaf_guide_and_vampprior_train():
     vae = VAE(**SMALL, guide="iaf", prior="vamp", pseudo_inputs=4, free_bits=5.0)
     loss = _vae_loss(vae, _binary().float())
     assert torch.isfinite(loss)
-    with pytest.raises(ValueError, match="'dimension' needs a guide that factorises"):
-        vae.free_bits_per = "dimension"
-        _vae_loss(vae, _binary().float())
+
+
+@pytest.mark.parametrize("model, parts, culprit", [
+    (VAE, dict(guide="iaf"), "guide"), (VAE, dict(prior="vamp", pseudo_inputs=4), "prior"),
+    (HVAE, dict(guide="lowrank"), "guide"), (HVAE, dict(prior="mog"), "prior")])
+def test_per_dimension_with_parts_that_do_not_factorise_is_refused_at_once(model, parts,
+                                                                           culprit):
+    with pytest.raises(ValueError, match=f"'dimension' needs a {culprit} that factorises"):
+        model(**SMALL, **parts, free_bits=1.0, free_bits_per="dimension")
 
 
 @pytest.mark.parametrize("build, match", [

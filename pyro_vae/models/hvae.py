@@ -24,7 +24,8 @@ import pyro.distributions as dist
 import pyro.poutine as poutine
 
 from ..config import option
-from ..free_bits import check_elbo as check_free_bits_elbo, check_free_bits, latent_kl, shortfall
+from ..free_bits import (check_elbo as check_free_bits_elbo, check_free_bits, dimension_kl,
+                         latent_kl, shortfall)
 from ..guides import GUIDES
 from ..likelihoods import LIKELIHOODS
 from ..nets import ACTIVATIONS, activation as make_activation, make_decoder, make_encoder
@@ -284,6 +285,10 @@ class HVAE(Model):
             self.prior.bind(types.SimpleNamespace(x_shape=x_shape, z_dim=self.z_dim,
                                                   encoder=self.top_params,
                                                   posterior=self.posterior))
+        if self.free_bits and free_bits_per == "dimension":  # the top's parts must factorise
+            with torch.no_grad():
+                dimension_kl(self.posterior(torch.zeros(1, self.posterior.num_params)),
+                             self.prior())
 
     def _ladder(self, reads: Sequence[int]) -> LadderEncoder:
         trunk = make_encoder(self.net, self.x_shape, self.widths[0], self.hidden[:-1],
