@@ -103,7 +103,7 @@ bench-hvae: install
 # best row on all 42,068 for 16 epochs (about 2 h each on one core; run them side by side)
 bench-sentence: install
 	OMP_NUM_THREADS=1 $(PY) benchmarks/sentence.py --train-size 5000 --epochs 5 --warmup-epochs 3 \
-		--dropout 0.5 --iw-samples 100 --test-size 500 --out runs/bench-sentence-ablation
+		--dropout 0.5 --iw-samples 100 --test-size 200 --out runs/bench-sentence-ablation
 	OMP_NUM_THREADS=1 $(PY) benchmarks/sentence.py --rows lm warmup-fb --epochs 16 --warmup-epochs 4 \
 		--dropout 0.5 --iw-samples 500 --test-size 500
 
