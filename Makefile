@@ -77,6 +77,8 @@ bench-ood: install
 	OMP_NUM_THREADS=1 $(PY) benchmarks/ood.py heldout --epochs 20
 	OMP_NUM_THREADS=1 $(PY) benchmarks/ood.py best --no-background
 	OMP_NUM_THREADS=1 $(PY) benchmarks/ood.py hierarchical
+	OMP_NUM_THREADS=1 $(PY) benchmarks/ood.py hierarchical --hvae-flags='--warmup linear --free-bits 4' \
+		--out runs/bench/ood/hierarchical-fb.jsonl
 
 # the categorical VAE's three estimators, discrete test -ELBO and IWAE NLL (docs/categorical.md);
 # about 11 min on one shared core
