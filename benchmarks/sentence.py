@@ -20,11 +20,14 @@ active units, and the training time and tokens per second of an epoch.
                epochs (He et al. 2019; each such epoch costs about four)
 =============  ================================================================
 
-    # the ablation on a short schedule (about 12 minutes an epoch-row on two CPU threads)
-    OMP_NUM_THREADS=2 python benchmarks/sentence.py --epochs 5 --iw-samples 100
-    # the full recipe for the best row and the language model
-    OMP_NUM_THREADS=2 python benchmarks/sentence.py --rows lm all --epochs 30 \\
-        --warmup-epochs 10 --iw-samples 500
+    # the ablation on a short schedule: 5,000 training sentences, 5 epochs (docs/text.md)
+    OMP_NUM_THREADS=1 python benchmarks/sentence.py --train-size 5000 --epochs 5 \\
+        --warmup-epochs 3 --dropout 0.5 --iw-samples 100 --test-size 200 \\
+        --out runs/bench-sentence-ablation
+    # the full recipe for the best row and the language model (about 10 minutes an epoch
+    # each on one shared core)
+    OMP_NUM_THREADS=1 python benchmarks/sentence.py --rows lm warmup-fb --epochs 16 \\
+        --warmup-epochs 4 --dropout 0.5 --iw-samples 500 --test-size 200
     # a quick run on a subset
     OMP_NUM_THREADS=1 python benchmarks/sentence.py --train-size 2000 --test-size 300 \\
         --epochs 2 --iw-samples 20
@@ -61,12 +64,13 @@ ROWS = {
 
 def config_of(name: str, args) -> TrainConfig:
     out = Path(args.out) / f"{name}-n{args.train_size or 'all'}-d{args.dropout:g}"
+    warmup = {"warmup_epochs": args.warmup_epochs} if "warmup" in ROWS[name] else {}
     return TrainConfig.for_model(
-        "sentence", **ROWS[name], data=args.data, train_size=args.train_size,
+        "sentence", **ROWS[name], **warmup, data=args.data, train_size=args.train_size,
         dropout=args.dropout,
         epochs=args.epochs, batch_size=32, clip_norm=5.0, z_dim=args.z_dim,
         embed_dim=args.embed_dim, hidden_size=args.hidden_size,
-        warmup_epochs=args.warmup_epochs, seed=args.seed, out=str(out), threads=args.threads)
+        seed=args.seed, out=str(out), threads=args.threads)
 
 
 def run(name: str, args) -> Run:
