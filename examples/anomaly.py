@@ -38,7 +38,8 @@ def main(argv=None):
     vae.eval()
 
     scorer = Scorer(vae, elbo_samples=4).fit(x_fit, y_fit, calibration=(x_val, y_val))
-    names = [n for n in SCORES if n != "ratio"]  # 'ratio' needs a background model
+    # 'ratio' needs a background model and 'llr' a hierarchical one
+    names = [n for n in SCORES if n not in ("ratio", "llr")]
     # an unseen class is a semantic anomaly: the classifier of the known classes flags it
     threshold = quantile_threshold(scorer.score(x_val, scores=["classifier"])["classifier"], 0.95)
     x_test, y_test = data.x_test[:args.num_test], data.y_test[:args.num_test]
