@@ -85,3 +85,11 @@ def shortfall(kl: torch.Tensor, nats: float) -> torch.Tensor:
     groups = kl if kl.dim() > 1 else kl.unsqueeze(-1)
     below = F.relu(nats - groups.mean(-2, keepdim=True)).sum(-1)
     return below.expand(groups.shape[:-1])
+
+
+def guide_factor(q: dist.Distribution, p: dist.Distribution, z: torch.Tensor, nats: float,
+                 per: str = "level", name: str = "free_bits") -> None:
+    """Free bits from inside a guide, for the latent site drawn ``z ~ q`` with prior ``p``:
+    the factor ``shortfall``, which Pyro subtracts from the ELBO as it does every factor
+    of a guide (marked reparameterised: its gradient is a pathwise one)."""
+    pyro.factor(name, shortfall(latent_kl(q, p, z, per), nats), has_rsample=True)

@@ -14,7 +14,7 @@ from pyro.infer import TraceMeanField_ELBO
 
 from ..config import TrainConfig, option
 from ..free_bits import (GROUPS as FREE_BITS_GROUPS, check_elbo as check_free_bits_elbo,
-                         check_free_bits, latent_kl, shortfall)
+                         check_free_bits, guide_factor as free_bits_factor)
 from ..schedules import SCHEDULES
 from ..steps import NonFiniteStep, OptimizerStep
 from ..text import decoding
@@ -94,9 +94,10 @@ class SentenceVAE(Model):
     - ``free_bits = lambda``: the objective ``E_q log p(x|z) - sum_d max(lambda, KL_d)``
       (``free_bits_per="dimension"``, the default; ``"level"``: one group, the whole code)
       with ``KL_d`` the batch mean of dimension ``d``'s KL (Kingma et al. 2016, eq. 15):
-      a guide factor adds ``KL_d - lambda`` back for each dimension below ``lambda``, so
-      its KL gradient vanishes (exactly under the default ``TraceMeanField_ELBO``, whose
-      KL is the closed form used here; in expectation under ``Trace_ELBO``).
+      a guide factor (:func:`pyro_vae.free_bits.guide_factor`) charges ``lambda - KL_d``
+      for each dimension below ``lambda``, so its KL gradient vanishes (exactly under the
+      default ``TraceMeanField_ELBO``, whose KL is the closed form used here; in
+      expectation under ``Trace_ELBO``).
 
     - ``aggressive_steps = k``: after each SVI step, ``k`` more steps of the encoder
       alone on the same batch (:class:`AggressiveEncoder`), while ``aggressive`` is on
@@ -226,9 +227,8 @@ class SentenceVAE(Model):
                 q = self.posterior(x)
                 z = pyro.sample("z", q)
                 if self.free_bits and self.training and torch.is_grad_enabled():
-                    # a guide factor is subtracted from the ELBO: -max(lambda, KL) in all
-                    kl = latent_kl(q, self.prior(len(x)), z, self.free_bits_per)
-                    pyro.factor("free_bits", shortfall(kl, self.free_bits), has_rsample=True)
+                    free_bits_factor(q, self.prior(len(x)), z, self.free_bits,
+                                     self.free_bits_per)
         return z
 
     # ------------------------------------------------------------ utilities

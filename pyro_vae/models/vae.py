@@ -13,7 +13,7 @@ import pyro.poutine as poutine
 
 from ..config import TrainConfig, option
 from ..free_bits import (GROUPS as FREE_BITS_GROUPS, check_elbo as check_free_bits_elbo,
-                         check_free_bits, dimension_kl, latent_kl, shortfall)
+                         check_free_bits, dimension_kl, guide_factor as free_bits_factor)
 from ..guides import GUIDES
 from ..likelihoods import LIKELIHOODS
 from ..nets import ACTIVATIONS, NETS, make_decoder, make_encoder
@@ -246,9 +246,8 @@ class VAE(Model):
                 q = self.posterior(call(self.encoder, x, self.condition(label)))
                 z = pyro.sample("z", q)
                 if self.free_bits and self.training and torch.is_grad_enabled():
-                    # a guide factor is subtracted from the ELBO: -max(lambda, KL) in all
-                    kl = latent_kl(q, self.latent_prior(label), z, self.free_bits_per)
-                    pyro.factor("free_bits", shortfall(kl, self.free_bits), has_rsample=True)
+                    free_bits_factor(q, self.latent_prior(label), z, self.free_bits,
+                                     self.free_bits_per)
         return z
 
     def check_elbo(self, elbo) -> None:
