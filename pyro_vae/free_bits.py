@@ -72,6 +72,13 @@ def dimension_kl(q: dist.Distribution, p: dist.Distribution) -> torch.Tensor:
     return kl_divergence(*pair)
 
 
+@torch.no_grad()
+def check_factorised(q: dist.Distribution, p: dist.Distribution) -> None:
+    """``ValueError`` unless guide ``q`` and prior ``p`` (of a dummy item, when a model is
+    built) allow free bits per dimension."""
+    dimension_kl(q, p)
+
+
 def latent_kl(q: dist.Distribution, p: dist.Distribution, z: torch.Tensor,
               per: str = "level") -> torch.Tensor:
     """The KL term of one latent site per item, ``[B]`` (``per="level"``), or per item

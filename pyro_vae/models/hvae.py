@@ -24,7 +24,7 @@ import pyro.distributions as dist
 import pyro.poutine as poutine
 
 from ..config import option
-from ..free_bits import (check_elbo as check_free_bits_elbo, check_free_bits, dimension_kl,
+from ..free_bits import (check_elbo as check_free_bits_elbo, check_factorised, check_free_bits,
                          latent_kl, shortfall)
 from ..guides import GUIDES
 from ..likelihoods import LIKELIHOODS
@@ -263,16 +263,7 @@ class HVAE(Model):
         p_params = self.likelihood.params_per_pixel
         self.encoder = self._given("encoder", encoder, [torch.zeros(2, *x_shape)],
                                    [(2, r) for r in reads], lambda: self._ladder(reads))
-        if top_down is not None and len(top_down) != levels - 1:
-            raise ValueError(f"top_down: expected {levels - 1} networks (one per level below "
-                             f"the top), got {len(top_down)}")
-        self.top_down = nn.ModuleList(
-            self._given(f"top_down[{i}]", net_i, [torch.zeros(2, self.z_dims[i + 1])],
-                        (2, 2 * self.z_dims[i]), None)
-            for i, net_i in enumerate(top_down)
-        ) if top_down is not None else nn.ModuleList(
-            _top_down(self.z_dims[i + 1], widths[i + 1], 2 * self.z_dims[i], activation)
-            for i in range(levels - 1))
+        self.top_down = self._top_downs(top_down, widths, activation)
         self.decoder = self._given(
             "decoder", decoder, [torch.zeros(2, self.z_dims[0])], (2, p_params, *x_shape),
             lambda: make_decoder(net, self.z_dims[0], x_shape, p_params, hidden, activation))
@@ -286,9 +277,23 @@ class HVAE(Model):
                                                   encoder=self.top_params,
                                                   posterior=self.posterior))
         if self.free_bits and free_bits_per == "dimension":  # the top's parts must factorise
-            with torch.no_grad():
-                dimension_kl(self.posterior(torch.zeros(1, self.posterior.num_params)),
+            check_factorised(self.posterior(torch.zeros(1, self.posterior.num_params)),
                              self.prior())
+
+    def _top_downs(self, given: Optional[Sequence[nn.Module]], widths: Sequence[int],
+                   activation: str) -> nn.ModuleList:
+        """The networks ``z_{l+1} -> [mu_l, log sigma_l^2]``, level 1 first: ``given``
+        (each checked on a dummy batch), else built."""
+        if given is None:
+            return nn.ModuleList(
+                _top_down(self.z_dims[i + 1], widths[i + 1], 2 * self.z_dims[i], activation)
+                for i in range(self.levels - 1))
+        if len(given) != self.levels - 1:
+            raise ValueError(f"top_down: expected {self.levels - 1} networks (one per level "
+                             f"below the top), got {len(given)}")
+        return nn.ModuleList(
+            self._given(f"top_down[{i}]", net_i, [torch.zeros(2, self.z_dims[i + 1])],
+                        (2, 2 * self.z_dims[i]), None) for i, net_i in enumerate(given))
 
     def _ladder(self, reads: Sequence[int]) -> LadderEncoder:
         trunk = make_encoder(self.net, self.x_shape, self.widths[0], self.hidden[:-1],

@@ -13,7 +13,7 @@ import pyro.poutine as poutine
 
 from ..config import TrainConfig, option
 from ..free_bits import (GROUPS as FREE_BITS_GROUPS, check_elbo as check_free_bits_elbo,
-                         check_free_bits, dimension_kl, guide_factor as free_bits_factor)
+                         check_factorised, check_free_bits, guide_factor as free_bits_factor)
 from ..guides import GUIDES
 from ..likelihoods import LIKELIHOODS
 from ..nets import ACTIVATIONS, NETS, make_decoder, make_encoder
@@ -200,9 +200,8 @@ class VAE(Model):
         if hasattr(self.prior, "bind"):
             self.prior.bind(self)
         if self.free_bits and free_bits_per == "dimension":  # the parts must factorise
-            with torch.no_grad():
-                label = torch.zeros(1, dtype=torch.long) if self.uses_labels else None
-                dimension_kl(self.posterior(torch.zeros(1, q_params)), self.latent_prior(label))
+            label = torch.zeros(1, dtype=torch.long) if self.uses_labels else None
+            check_factorised(self.posterior(torch.zeros(1, q_params)), self.latent_prior(label))
 
     def _network(self, part: str, given: Optional[nn.Module], out_shape: Sequence[int],
                  build) -> nn.Module:
