@@ -112,6 +112,42 @@ def test_the_discriminator_skips_its_update_while_it_wins_clearly():
     assert math.isfinite(d_step(x)) and not moved(before, model.named_parameters())
 
 
+def test_the_r1_penalty_is_half_gamma_times_the_mean_squared_input_gradient():
+    model, x = small(disc_penalty=0.0), images(8)
+    penalised = small(disc_penalty=4.0)
+    penalised.load_state_dict(model.state_dict())
+    torch.manual_seed(1)
+    plain = model.discriminator_loss(x)
+    torch.manual_seed(1)
+    total = penalised.discriminator_loss(x)
+    real = x.clone().requires_grad_(True)
+    grad, = torch.autograd.grad(model.discriminator(real)[1].sum(), real)
+    by_hand = 4.0 / 2 * grad.pow(2).sum((1, 2, 3)).mean()
+    assert by_hand > 0
+    assert (total - plain).item() == pytest.approx(by_hand.item(), rel=1e-5)
+    with torch.no_grad():  # the floor's check: the cross-entropy alone
+        torch.manual_seed(1)
+        assert penalised.discriminator_loss(x).item() == pytest.approx(plain.item(), rel=1e-6)
+    penalised.discriminator_loss(x).backward()  # differentiable twice: D's step can use it
+    assert all(p.grad is not None for p in penalised.discriminator.parameters())
+
+
+def test_spectral_norm_gives_each_discriminator_layer_unit_largest_singular_value():
+    model = small(disc_norm="spectral", disc_channels=(4, 8))
+    for _ in range(30):  # power iterations run in training forwards
+        model.discriminator(images(4))
+    layers = [m for m in model.discriminator.modules()
+              if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert len(layers) == 3
+    for layer in layers:
+        sigma = torch.linalg.matrix_norm(layer.weight.detach().flatten(1), ord=2)
+        assert sigma.item() == pytest.approx(1.0, abs=1e-3)
+    with pytest.raises(ValueError, match="disc_norm"):
+        small(disc_norm="batch")
+    with pytest.raises(ValueError, match="disc_penalty"):
+        small(disc_penalty=-1.0)
+
+
 def test_losses_are_finite_and_the_loss_falls():
     model = small()
     x = images(4).repeat(16, 1, 1, 1)  # four patterns: learnable in a few steps
@@ -127,11 +163,13 @@ def test_losses_are_finite_and_the_loss_falls():
 
 
 # ------------------------------------------------------------------ resume
-def test_resume_restores_the_discriminator_and_its_optimiser_exactly(tmp_path, npy):
+@pytest.mark.parametrize("disc", [{}, {"disc_norm": "spectral", "disc_penalty": 1.0}],
+                         ids=["plain", "spectral-r1"])
+def test_resume_restores_the_discriminator_and_its_optimiser_exactly(tmp_path, npy, disc):
     def config(out, epochs):
         return TrainConfig.for_model("vaegan", data=str(npy), epochs=epochs, out=str(out),
                                      z_dim=3, hidden=(16,), disc_channels=(4, 8),
-                                     batch_size=16, disc_floor=0.0)
+                                     batch_size=16, disc_floor=0.0, **disc)
 
     train(config(tmp_path / "a", 2))
     train(config(tmp_path / "b", 1))

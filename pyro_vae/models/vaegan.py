@@ -19,6 +19,7 @@ import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
 
+from .. import checks
 from ..config import option
 from ..likelihoods import LIKELIHOODS
 from ..nets import NETS
@@ -52,6 +53,16 @@ class VAEGANConfig(VAEConfig):
                                "(one-sided label smoothing; 1: none)", positive=True)
     disc_floor: float = option(0.0, "skip the discriminator's update while its loss "
                                "(mean BCE per verdict) is below this; 0: never skip")
+    disc_norm: str = option("none", "normalisation of the discriminator's layers: none or "
+                            "spectral (each weight divided by its largest singular value)",
+                            choices=lambda: DISC_NORMS)
+    disc_penalty: float = option(0.0, "gamma of the R1 penalty gamma/2 E||grad_x D(x)||^2 "
+                                 "on real images in the discriminator's loss; 0: none")
+
+
+# name -> what it does to one of the discriminator's layers
+DISC_NORMS = {"none": lambda layer: layer,
+              "spectral": torch.nn.utils.parametrizations.spectral_norm}
 
 
 class Discriminator(nn.Module):
@@ -62,23 +73,32 @@ class Discriminator(nn.Module):
         h_1 = lrelu(conv_1(x)), ..., h_L = lrelu(conv_L(h_{L-1}))   # 3x3, stride 2
         Dis_l(x) = flatten(h_L)        logit = linear(Dis_l(x))
 
+    With ``norm="spectral"`` every convolution and the linear layer are divided by
+    their largest singular value (Miyato et al. 2018), which bounds the
+    discriminator's Lipschitz constant.
+
     :param x_shape: image shape ``(C, H, W)``.
     :param channels: output channels of each convolution, input side first.
+    :param norm: ``"none"`` or ``"spectral"``.
     """
 
-    def __init__(self, x_shape: Sequence[int], channels: Sequence[int] = (32, 64)):
+    def __init__(self, x_shape: Sequence[int], channels: Sequence[int] = (32, 64),
+                 norm: str = "none"):
         super().__init__()
         if len(channels) == 0 or any(int(c) != c or c < 1 for c in channels):
             raise ValueError(f"disc_channels: expected positive widths, got {tuple(channels)}")
+        checks.one_of("disc_norm", norm, DISC_NORMS)
+        normed = DISC_NORMS[norm]
         self.x_shape = tuple(int(s) for s in x_shape)
         layers, width = [], self.x_shape[0]
         for c in channels:
-            layers += [nn.Conv2d(width, int(c), 3, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            layers += [normed(nn.Conv2d(width, int(c), 3, stride=2, padding=1)),
+                       nn.LeakyReLU(0.2)]
             width = int(c)
         self.conv = nn.Sequential(*layers)
         with torch.no_grad():
             self.num_features = self.conv(torch.zeros(1, *self.x_shape)).numel()
-        self.head = nn.Linear(self.num_features, 1)
+        self.head = normed(nn.Linear(self.num_features, 1))
 
     def forward(self, x: torch.Tensor):
         batch = x.shape[:-3]
@@ -214,6 +234,8 @@ class VAEGAN(VAE):
     :param disc_lr_scale: the discriminator's learning rate over the SVI one.
     :param real_label: the target of real images (one-sided label smoothing).
     :param disc_floor: the discriminator skips its update while its loss is below this.
+    :param disc_norm: ``"none"`` or ``"spectral"`` normalisation of the discriminator.
+    :param disc_penalty: ``gamma`` of the R1 penalty on real images (0: none).
     :param options: :class:`~pyro_vae.models.VAE`'s other arguments; ``likelihood`` is
         the pixel part.
     """
@@ -227,9 +249,12 @@ class VAEGAN(VAE):
                  feature_weight: float = 1.0, feature_scale: float = 1.0,
                  pixel_weight: float = 1.0, gan_weight: float = 3.0,
                  disc_lr_scale: float = 0.5, real_label: float = 0.9,
-                 disc_floor: float = 0.0, **options):
+                 disc_floor: float = 0.0, disc_norm: str = "none",
+                 disc_penalty: float = 0.0, **options):
         if not 0 < real_label <= 1:
             raise ValueError(f"real_label: expected a target in (0, 1], got {real_label!r}")
+        if not disc_penalty >= 0:
+            raise ValueError(f"disc_penalty: expected a number >= 0, got {disc_penalty!r}")
         for flag, value in (("gan_weight", gan_weight), ("disc_lr_scale", disc_lr_scale),
                             ("feature_weight", feature_weight)):
             if not value > 0:
@@ -241,7 +266,8 @@ class VAEGAN(VAE):
         feature = FeatureLikelihood(self.features, pixel, feature_scale, feature_weight,
                                     pixel_weight)
         super().__init__(x_shape, z_dim, hidden=hidden, likelihood=feature, net=net, **options)
-        self.discriminator = Discriminator(self.x_shape, disc_channels)
+        self.discriminator = Discriminator(self.x_shape, disc_channels, disc_norm)
+        self.disc_penalty = float(disc_penalty)
         self.gan_weight, self.disc_lr_scale = float(gan_weight), float(disc_lr_scale)
         self.real_label, self.disc_floor = float(real_label), float(disc_floor)
 
@@ -288,14 +314,22 @@ class VAEGAN(VAE):
 
     def discriminator_loss(self, x: torch.Tensor, *rest) -> torch.Tensor:
         """``L_D`` of ``x: [B, C, H, W]`` against its reconstructions (a posterior draw)
-        and prior samples, averaged over the three verdicts: a scalar."""
+        and prior samples, averaged over the three verdicts, plus the R1 penalty
+        ``gamma/2 mean_b ||grad_x logit(x_b)||^2`` when ``disc_penalty = gamma > 0``
+        (Mescheder et al. 2018; left out where autograd is off): a scalar."""
         with torch.no_grad():
             z = self.posterior(self.encoder(x)).sample()
             fakes = self.likelihood.mean(self.decoder(torch.cat([z, torch.randn_like(z)])))
-        _, logits = self.discriminator(torch.cat([x, fakes]))
+        penalised = self.disc_penalty > 0 and torch.is_grad_enabled()
+        real = x.detach().requires_grad_(penalised)
+        _, logits = self.discriminator(torch.cat([real, fakes]))
         targets = torch.cat([torch.full((len(x),), self.real_label),
                              torch.zeros(len(fakes))]).to(logits)
-        return F.binary_cross_entropy_with_logits(logits, targets)
+        loss = F.binary_cross_entropy_with_logits(logits, targets)
+        if penalised:
+            grad, = torch.autograd.grad(logits[:len(x)].sum(), real, create_graph=True)
+            loss = loss + self.disc_penalty / 2 * grad.pow(2).flatten(1).sum(-1).mean()
+        return loss
 
     def extra_steps(self, optimizer: Callable) -> Dict[str, DiscriminatorStep]:
         """``{"discriminator": step}``: minimises :meth:`discriminator_loss` with
