@@ -30,6 +30,7 @@ The tables of docs/variants.md::
 """
 
 import argparse
+import json
 import statistics
 import time
 from pathlib import Path
@@ -41,6 +42,8 @@ import pyro
 
 from pyro_vae import (M2, VAE, InterleavedBatches, TrainConfig, accuracy, encode_data, fit,
                       keep_labels, load_dataset)
+from pyro_vae.checkpoint import CHECKPOINT
+from pyro_vae.runs import Run
 from pyro_vae.train import train
 
 METHODS = ["labels-only", "m2-sparse", "m2", "m1-labels-only", "m1+m2", "m1+m2-sampled",
@@ -91,7 +94,12 @@ def auxiliary(method: str, data, seed: int, args) -> float:
     out = Path(args.cache) / f"{method}-{data.name}-{args.labels}-seed{seed}"
     config = TrainConfig.for_model(method, data=args.dataset, labels=args.labels, seed=seed,
                                    epochs=args.adgm_epochs, threads=args.threads, out=str(out))
-    _, history = train(config, overwrite=True)
+    done = Run.load(out).epoch if (out / CHECKPOINT).is_file() else 0
+    if done == args.adgm_epochs:  # finished: its last epoch's accuracy
+        return json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["test_accuracy"]
+    # a shorter run of the same draw goes on (exact resume); a longer one starts again
+    shorter = 0 < done < args.adgm_epochs
+    _, history = train(config, resume=shorter, overwrite=not shorter)
     return history[-1]["test_accuracy"]
 
 

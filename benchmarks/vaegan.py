@@ -2,7 +2,7 @@
 
 Both rows train on mnist-10k's 8,000 training images (or ``--data``, ``--train-size``)
 for the same number of epochs
-(batch 128, Adam 1e-3, seed 0, one thread) with the same encoder and decoder
+(the same batch size, the VAE-GAN's default 16; Adam 1e-3, seed 0, one thread) with the same encoder and decoder
 (``--net conv --hidden 256 --z-dim 32``, channels 32, 64) and the same pixel
 likelihood (Bernoulli):
 
@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from pyro_vae import TrainConfig, plots
+from pyro_vae.models.vaegan import VAEGANConfig
 from pyro_vae.quality import sample_quality
 from pyro_vae.runs import Run
 from pyro_vae.train import prepare_data, train
@@ -60,7 +61,7 @@ def run_one(name: str, args) -> dict:
     model, fields = ROWS[name]
     config = TrainConfig.for_model(model, data=args.data, epochs=args.epochs,
                                    train_size=args.train_size, seed=args.seed, threads=1,
-                                   out=str(out), **fields)
+                                   batch_size=args.batch_size, out=str(out), **fields)
     if not finished(out, config):
         train(config, overwrite=True)
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -87,6 +88,9 @@ def table(rows) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=12, help="epochs per row (default 12)")
+    p.add_argument("--batch-size", type=int, default=VAEGANConfig.batch_size,
+                   help=f"batch size of both rows (default {VAEGANConfig.batch_size}, the "
+                        "VAE-GAN's)")
     p.add_argument("--num", type=int, default=2000, help="images a side for FID (default 2000)")
     p.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
     p.add_argument("--seed", type=int, default=0)
@@ -110,7 +114,7 @@ def main() -> None:
     data = rows[0]["data"]
     print(f"\n{args.data} ({args.train_size or len(data.x_train)} training, "
           f"{len(data.x_test)} test images), {args.epochs} epochs each, "
-          f"batch 128, seed {args.seed}; FID on {args.num} images a side; floor (training "
+          f"batch {args.batch_size}, seed {args.seed}; FID on {args.num} images a side; floor (training "
           f"images) {rows[0]['fid_train_floor']:.1f}\n")
     print(table(rows))
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")

@@ -16,13 +16,16 @@ import pyro
 
 from pyro_vae import elbo_terms, fit, load_dataset, plots
 from pyro_vae.models import VAEGAN
+from pyro_vae.models.vaegan import VAEGANConfig
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--num-train", type=int, default=None, help="use only the first N images")
-    parser.add_argument("--disc-channels", type=int, nargs="+", default=[32, 64])
+    parser.add_argument("--disc-channels", type=int, nargs="+",
+                        default=list(VAEGANConfig.disc_channels))
+    parser.add_argument("--batch-size", type=int, default=VAEGANConfig.batch_size)
     parser.add_argument("--gan-weight", type=float, default=None,
                         help="the decoder's adversarial weight (default: the model's)")
     parser.add_argument("--out", default="runs/vaegan-example")
@@ -32,7 +35,8 @@ def main(argv=None):
     options = {} if args.gan_weight is None else {"gan_weight": args.gan_weight}
     pyro.set_rng_seed(0)
     model = VAEGAN(data.x_shape, disc_channels=args.disc_channels, **options)
-    history = fit(model.model, model.guide, data.x_train[: args.num_train], epochs=args.epochs)
+    history = fit(model.model, model.guide, data.x_train[: args.num_train], epochs=args.epochs,
+                  batch_size=args.batch_size)
     model.eval()
     loss = elbo_terms(model.model, model.guide, data.x_test)["test_loss"]
     print(f"test -ELBO {loss:.1f} nats/image (feature likelihood); "

@@ -36,6 +36,9 @@ class VAEGANConfig(VAEConfig):
     net: str = option("conv", "encoder and decoder: mlp or conv", choices=lambda: NETS)
     hidden: Tuple[int, ...] = option((256,), "hidden widths, e.g. 256 or 200,200")
     z_dim: int = option(32, "latent dimension", minimum=1)
+    batch_size: int = option(16, "examples per SVI step and per discriminator step "
+                             "(small batches: more adversarial steps per epoch)",
+                             "optimisation", minimum=1)
     feature_weight: float = option(1.0, "weight of the Dis_l feature log-likelihood in "
                                    "log p(x|z)", positive=True)
     feature_scale: float = option(1.0, "sigma of the Gaussian on the discriminator's "
@@ -45,9 +48,9 @@ class VAEGANConfig(VAEConfig):
     gan_weight: float = option(3.0, "weight of the decoder's adversarial factor (1/gamma "
                                "of the paper: its gamma weighs reconstruction against GAN)",
                                positive=True)
-    disc_channels: Tuple[int, ...] = option((32, 64), "discriminator convolution widths, "
-                                            "e.g. 32,64")
-    disc_lr_scale: float = option(0.5, "discriminator learning rate as a multiple of --lr",
+    disc_channels: Tuple[int, ...] = option((32, 64, 128), "discriminator convolution "
+                                            "widths, e.g. 32,64,128")
+    disc_lr_scale: float = option(1.0, "discriminator learning rate as a multiple of --lr",
                                   positive=True)
     real_label: float = option(0.9, "target of real images in the discriminator's loss "
                                "(one-sided label smoothing; 1: none)", positive=True)
@@ -82,7 +85,7 @@ class Discriminator(nn.Module):
     :param norm: ``"none"`` or ``"spectral"``.
     """
 
-    def __init__(self, x_shape: Sequence[int], channels: Sequence[int] = (32, 64),
+    def __init__(self, x_shape: Sequence[int], channels: Sequence[int] = (32, 64, 128),
                  norm: str = "none"):
         super().__init__()
         if len(channels) == 0 or any(int(c) != c or c < 1 for c in channels):
@@ -245,10 +248,10 @@ class VAEGAN(VAE):
 
     def __init__(self, x_shape: Sequence[int] = (1, 28, 28), z_dim: int = 32,
                  likelihood: Union[str, nn.Module] = "bernoulli", net: str = "conv",
-                 hidden: Sequence[int] = (256,), disc_channels: Sequence[int] = (32, 64),
+                 hidden: Sequence[int] = (256,), disc_channels: Sequence[int] = (32, 64, 128),
                  feature_weight: float = 1.0, feature_scale: float = 1.0,
                  pixel_weight: float = 1.0, gan_weight: float = 3.0,
-                 disc_lr_scale: float = 0.5, real_label: float = 0.9,
+                 disc_lr_scale: float = 1.0, real_label: float = 0.9,
                  disc_floor: float = 0.0, disc_norm: str = "none",
                  disc_penalty: float = 0.0, **options):
         if not 0 < real_label <= 1:
