@@ -94,6 +94,8 @@ bench-vqvae: install
 # (docs/vaegan.md); mnist-10k, 12 epochs each, about 6 min on one shared core
 bench-vaegan: install
 	OMP_NUM_THREADS=1 $(PY) benchmarks/vaegan.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/vaegan.py --data fashion-mnist --train-size 8000
+	OMP_NUM_THREADS=1 $(PY) benchmarks/vaegan.py --data coloured-mnist-10k
 
 # the two-level VAE against the single-level VAE and IAF + VampPrior: IW NLL at K=1000 on the
 # 2,000 test digits of mnist-10k, train vs test NLL every 10 epochs (docs/hvae.md); 100 epochs
