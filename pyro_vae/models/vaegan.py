@@ -50,7 +50,7 @@ class VAEGANConfig(VAEConfig):
                                positive=True)
     disc_channels: Tuple[int, ...] = option((32, 64, 128), "discriminator convolution "
                                             "widths, e.g. 32,64,128")
-    disc_lr_scale: float = option(1.0, "discriminator learning rate as a multiple of --lr",
+    disc_lr_scale: float = option(0.5, "discriminator learning rate as a multiple of --lr",
                                   positive=True)
     real_label: float = option(0.9, "target of real images in the discriminator's loss "
                                "(one-sided label smoothing; 1: none)", positive=True)
@@ -251,7 +251,7 @@ class VAEGAN(VAE):
                  hidden: Sequence[int] = (256,), disc_channels: Sequence[int] = (32, 64, 128),
                  feature_weight: float = 1.0, feature_scale: float = 1.0,
                  pixel_weight: float = 1.0, gan_weight: float = 3.0,
-                 disc_lr_scale: float = 1.0, real_label: float = 0.9,
+                 disc_lr_scale: float = 0.5, real_label: float = 0.9,
                  disc_floor: float = 0.0, disc_norm: str = "none",
                  disc_penalty: float = 0.0, **options):
         if not 0 < real_label <= 1:
