@@ -91,7 +91,8 @@ bench-vqvae: install
 	OMP_NUM_THREADS=1 $(PY) benchmarks/vqvae.py
 
 # VAE-GAN against the plain VAE with the same conv networks: sample and reconstruction FID
-# (docs/vaegan.md); mnist-10k, 12 epochs each, about 6 min on one shared core
+# (docs/vaegan.md); mnist-10k, Fashion-MNIST (8,000 training images) and the coloured digits,
+# 12 epochs each, two seeds (one for the coloured digits); about 1 h 30 on one core
 bench-vaegan: install
 	OMP_NUM_THREADS=1 $(PY) benchmarks/vaegan.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/vaegan.py --data fashion-mnist --train-size 8000
