@@ -21,7 +21,7 @@ the sample FIDs of each seed and the ratio of the two rows' means are printed to
     OMP_NUM_THREADS=1 python benchmarks/vaegan.py                  # the table of docs/vaegan.md
     OMP_NUM_THREADS=1 python benchmarks/vaegan.py --data fashion-mnist --train-size 8000
 
-Finished runs in ``--out`` (one folder per row) are reused when their epochs match.
+Finished runs in ``--out`` (one folder per row and seed) are reused when their configs match.
 """
 
 import argparse
