@@ -30,7 +30,6 @@ The tables of docs/variants.md::
 """
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -94,12 +93,11 @@ def auxiliary(method: str, data, seed: int, args) -> float:
     out = Path(args.cache) / f"{method}-{data.name}-{args.labels}-seed{seed}"
     config = TrainConfig.for_model(method, data=args.dataset, labels=args.labels, seed=seed,
                                    epochs=args.adgm_epochs, threads=args.threads, out=str(out))
+    # a finished or shorter run of the same draw and settings is reused or continued
+    # (exact resume; ``train`` refuses other settings); a longer one starts again
     done = Run.load(out).epoch if (out / CHECKPOINT).is_file() else 0
-    if done == args.adgm_epochs:  # finished: its last epoch's accuracy
-        return json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["test_accuracy"]
-    # a shorter run of the same draw goes on (exact resume); a longer one starts again
-    shorter = 0 < done < args.adgm_epochs
-    _, history = train(config, resume=shorter, overwrite=not shorter)
+    resume = 0 < done <= args.adgm_epochs
+    _, history = train(config, resume=resume, overwrite=not resume)
     return history[-1]["test_accuracy"]
 
 
