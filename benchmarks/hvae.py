@@ -53,6 +53,9 @@ ROWS = {
                               z_dims=(40, 40, 40), level_hidden=(300, 300)),
     "hvae-iaf-vamp-warmup": dict(model="hvae", prior="vamp", guide="iaf", warmup="linear"),
     "hvae-vamp-warmup-conv": dict(model="hvae", prior="vamp", warmup="linear", net="conv"),
+    "hvae-vamp-warmup-skip": dict(model="hvae", prior="vamp", warmup="linear", skip=True),
+    "hvae-warmup-batchnorm-skip": dict(model="hvae", prior="normal", warmup="linear",
+                                       norm="batch", skip=True),
 }
 REFERENCES = ("vae", "iaf-vamp")
 

@@ -63,16 +63,18 @@ class LinearLadder(nn.Module):
 
 class LinearGaussian:
     r"""z2 ~ N(0, I), z1 | z2 ~ N(A z2 + b, D1), x | z1 ~ N(C z1 + d, s0^2 I), built as
-    an :class:`HVAE` with affine networks.
+    an :class:`HVAE` with affine networks; with ``skip``, x | z1, z2 ~ N(C z1 + E z2 + d,
+    s0^2 I), the decoder reading both levels.
 
     ``C`` has orthogonal columns, so the Gaussian factor of p(x | z1) in z1 is diagonal,
     N(z1; (C^T C)^-1 C^T (x - d), s0^2 (C^T C)^-1), and the ladder's precision-weighted
-    q(z1 | z2, x) is the exact conditional posterior. q(z2 | x) keeps the exact mean of
-    p(z2 | x) and the diagonal of its covariance widened by ``widen``: an imperfect guide.
-    Marginally x ~ N(C b + d, C (A A^T + D1) C^T + s0^2 I).
+    q(z1 | z2, x) is the exact conditional posterior (``E``'s columns are orthogonal to
+    ``C``'s, so ``C^T E z2 = 0`` leaves that factor as it is). q(z2 | x) keeps the exact
+    mean of p(z2 | x) and the diagonal of its covariance widened by ``widen``: an
+    imperfect guide. Marginally x ~ N(C b + d, (C A + E)(C A + E)^T + C D1 C^T + s0^2 I).
     """
 
-    def __init__(self, widen=1.3, seed=0):
+    def __init__(self, widen=1.3, seed=0, skip=False):
         g = torch.Generator().manual_seed(seed)
         f64 = dict(generator=g, dtype=torch.float64)
         self.a, self.b = torch.randn(3, 2, **f64), torch.randn(3, **f64)
@@ -80,9 +82,10 @@ class LinearGaussian:
         q, _ = torch.linalg.qr(torch.randn(4, 4, **f64))
         self.c_diag = torch.tensor([1.5, 1.0, 0.7], dtype=torch.float64)
         self.c, self.d, self.s0 = q[:, :3] * self.c_diag, torch.randn(4, **f64), 0.5
+        self.e = q[:, 3:] @ torch.randn(1, 2, **f64) if skip else torch.zeros(4, 2, dtype=torch.float64)
         eye = lambda n: torch.eye(n, dtype=torch.float64)  # noqa: E731
         cov_x1 = self.c @ torch.diag(self.d1) @ self.c.T + self.s0**2 * eye(4)
-        ca = self.c @ self.a
+        ca = self.c @ self.a + self.e
         s2 = torch.linalg.inv(eye(2) + ca.T @ torch.linalg.solve(cov_x1, ca))
         w2 = s2 @ ca.T @ torch.linalg.inv(cov_x1)
         encoder = LinearLadder(
@@ -96,11 +99,13 @@ class LinearGaussian:
             top_down.bias.copy_(torch.cat([self.b, self.d1.log()]))
         self.hvae = HVAE(x_shape=(1, 1, 4), levels=2, z_dims=(3, 2), likelihood="normal-fixed",
                          normal_scale=self.s0, encoder=encoder.double(),
-                         top_down=[top_down.double()],
-                         decoder=LinearDecoder(self.c, self.d)).double()
+                         top_down=[top_down.double()], skip=skip,
+                         decoder=LinearDecoder(torch.cat([self.c, self.e], 1) if skip
+                                               else self.c, self.d)).double()
 
     def marginal(self):
-        cov = (self.c @ (self.a @ self.a.T + torch.diag(self.d1)) @ self.c.T
+        ca = self.c @ self.a + self.e
+        cov = (ca @ ca.T + self.c @ torch.diag(self.d1) @ self.c.T
                + self.s0**2 * torch.eye(4, dtype=torch.float64))
         return dist.MultivariateNormal(self.c @ self.b + self.d, covariance_matrix=cov)
 
@@ -109,8 +114,9 @@ class LinearGaussian:
         return self.marginal().sample((n,)).reshape(n, 1, 1, 4)
 
 
-def test_importance_weighted_estimate_matches_the_exact_log_likelihood():
-    oracle = LinearGaussian()
+@pytest.mark.parametrize("skip", [False, True])
+def test_importance_weighted_estimate_matches_the_exact_log_likelihood(skip):
+    oracle = LinearGaussian(skip=skip)
     x = oracle.sample(6)
     exact = oracle.marginal().log_prob(x.flatten(1))
     model, guide = oracle.hvae.model, oracle.hvae.guide
@@ -178,10 +184,25 @@ def test_predictive_draws_images_and_posterior_codes():
     assert hvae.decode(torch.zeros(2, 3, 2)).shape == (2, 3, 1, 4, 4)
 
 
+def test_skip_connections_let_every_level_reach_the_image():
+    hvae = HVAE(**TINY, skip=True).eval()
+    assert hvae.decoder.net[0].in_features == 3 + 2  # [z1, z2]
+    z1, z2 = torch.randn(4, 3), torch.randn(4, 2)
+    # with z1 held, the top level alone moves p(x | z1, z2); without skip it cannot
+    assert not torch.allclose(hvae.decode_levels([z2, z1]), hvae.decode_levels([z2 + 1, z1]))
+    plain = HVAE(**TINY).eval()
+    assert torch.equal(plain.decode_levels([z2, z1]), plain.decode_levels([z2 + 1, z1]))
+    x = _binary(6)
+    assert hvae.generate(5).shape == (5, 1, 4, 4) and hvae.reconstruct(x).shape == x.shape
+    assert hvae.decode(hvae.encode(x)).shape == x.shape
+
+
 @pytest.mark.parametrize("options", [
     dict(prior="vamp", pseudo_inputs=5), dict(prior="flow"), dict(prior="mog"),
     dict(guide="iaf"), dict(guide="full"), dict(norm="batch"), dict(norm="weight"),
     dict(net="conv", hidden=(8,)), dict(likelihood="normal"),
+    dict(skip=True, prior="vamp", pseudo_inputs=5), dict(skip=True, levels=3, z_dims=(3, 2, 2),
+                                                         level_hidden=(6, 6)),
 ])
 def test_parts_train_and_evaluate(options):
     hvae = HVAE(**{**TINY, **options})

@@ -52,6 +52,8 @@ class HVAEConfig(VAEConfig):
     norm: str = option("none", "normalisation of the ladder's layers: none, batch (batch "
                        "norm in the bottom-up pass) or weight (weight norm everywhere)",
                        choices=lambda: NORMS)
+    skip: bool = option(False, "the decoder reads every level, p(x | z_1, ..., z_L), "
+                        "not z_1 alone (the skip connections of Tomczak & Welling 2018)")
 
 
 # ------------------------------------------------------------------ networks (no Pyro)
@@ -161,6 +163,7 @@ class HVAE(Model):
         z_L ~ p(z_L)                                   site "z"   (prior, default N(0, I))
         z_l ~ N(mu_l(z_{l+1}), diag sigma_l(z_{l+1})^2)  sites "z{L-1}", ..., "z1"
         x   ~ p(x | decoder(z_1))                      site "x"   (likelihood)
+        x   ~ p(x | decoder([z_1, ..., z_L]))          instead, with ``skip=True``
 
     Guide (``guide``), the ladder of Sonderby et al. (2016): one bottom-up pass
     ``d_1 = f_1(x), d_l = f_l(d_{l-1})`` with Gaussian read-outs ``(mu_hat_l, sigma_hat_l)``,
@@ -188,6 +191,8 @@ class HVAE(Model):
     :param level_hidden: width of each level's blocks above the first (``d_2`` first).
     :param net: ``"mlp"`` or ``"conv"``, the network between ``x`` and the first level.
     :param norm: ``"none"``, ``"batch"`` (the bottom-up pass) or ``"weight"`` (every layer).
+    :param skip: the decoder reads ``[z_1, ..., z_L]`` concatenated (``sum(z_dims)``
+        numbers), so every level reaches the image directly (Tomczak & Welling 2018).
     :param free_bits: ``lambda`` in nats per image and level (or dimension); 0: off.
     :param free_bits_per: ``"level"`` or ``"dimension"``, what ``lambda`` is counted per.
     :param prior, likelihood, guide: as for :class:`~pyro_vae.models.VAE`; ``guide`` is the
@@ -196,7 +201,8 @@ class HVAE(Model):
         each level's read-out, level 1 first.
     :param top_down: one module per level below the top, ``z_{l+1} -> [mu_l, log sigma_l^2]``,
         level 1 first.
-    :param decoder: ``z_1 -> [..., P, C, H, W]``, the likelihood's parameters.
+    :param decoder: ``z_1 -> [..., P, C, H, W]`` (with ``skip``, ``[z_1, ..., z_L] ->``),
+        the likelihood's parameters.
 
     The other parameters are the VAE's.
     """
@@ -221,6 +227,7 @@ class HVAE(Model):
         beta: float = 1.0,
         net: str = "mlp",
         norm: str = "none",
+        skip: bool = False,
         free_bits: float = 0.0,
         free_bits_per: str = "level",
         encoder: Optional[nn.Module] = None,
@@ -241,7 +248,7 @@ class HVAE(Model):
         self.x_shape, self.levels, self.z_dims = x_shape, levels, tuple(int(d) for d in z_dims)
         self.z_dim = self.z_dims[-1]
         self.widths, self.hidden, self.activation = widths, hidden, activation
-        self.net, self.norm = net, norm
+        self.net, self.norm, self.skip = net, norm, bool(skip)
         self.beta, self.free_bits, self.free_bits_per = float(beta), float(free_bits), \
             free_bits_per
         # Sites top first: "z" (level L), then "z{L-1}", ..., "z1".
@@ -264,9 +271,10 @@ class HVAE(Model):
         self.encoder = self._given("encoder", encoder, [torch.zeros(2, *x_shape)],
                                    [(2, r) for r in reads], lambda: self._ladder(reads))
         self.top_down = self._top_downs(top_down, widths, activation)
+        reads_z = sum(self.z_dims) if self.skip else self.z_dims[0]
         self.decoder = self._given(
-            "decoder", decoder, [torch.zeros(2, self.z_dims[0])], (2, p_params, *x_shape),
-            lambda: make_decoder(net, self.z_dims[0], x_shape, p_params, hidden, activation))
+            "decoder", decoder, [torch.zeros(2, reads_z)], (2, p_params, *x_shape),
+            lambda: make_decoder(net, reads_z, x_shape, p_params, hidden, activation))
         if norm == "weight":
             for part in (self.encoder, self.top_down, self.decoder):
                 _weight_normed(part)
@@ -330,6 +338,11 @@ class HVAE(Model):
         """p(z_l | z_{l+1}) for ``level = l`` in ``1 .. L-1``."""
         return diagonal_normal(self.top_down[level - 1](z_above))
 
+    def decode_levels(self, zs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The likelihood's parameters ``[..., P, C, H, W]`` from the levels ``zs``, top
+        first: ``decoder(z_1)``, or ``decoder([z_1, ..., z_L])`` with ``skip``."""
+        return self.decoder(torch.cat(zs[::-1], -1) if self.skip else zs[-1])
+
     def top_params(self, x: torch.Tensor) -> torch.Tensor:
         """The top guide family's parameters of ``x``: the bottom-up pass's last read-out."""
         return self.encoder(x)[-1]
@@ -337,8 +350,9 @@ class HVAE(Model):
     # --------------------------------------------------------------------- Pyro
     def model(self, x: Optional[torch.Tensor] = None, y: Optional[torch.Tensor] = None,
               num: Optional[int] = None) -> torch.Tensor:
-        """p(x, z_1..L) = p(z_L) prod_l p(z_l | z_{l+1}) p(x | z_1). ``x: [B, C, H, W]``
-        observed, or ``None`` to draw ``num`` images (default 1). Returns ``x``."""
+        """p(x, z_1..L) = p(z_L) prod_l p(z_l | z_{l+1}) p(x | z_1) (``p(x | z_1..L)`` with
+        ``skip``). ``x: [B, C, H, W]`` observed, or ``None`` to draw ``num`` images
+        (default 1). Returns ``x``."""
         self.register("decoder", "top_down", "prior", "likelihood")
         with pyro.plate("data", batch_size_of(x, None, num)):
             with poutine.scale(scale=self.beta):
@@ -349,7 +363,7 @@ class HVAE(Model):
                     zs.append(pyro.sample(site, priors[-1]))
                 if self.free_bits and x is not None:
                     self.free_bits_factors(x, zs, priors)
-            return pyro.sample("x", self.likelihood(self.decoder(zs[-1])), obs=x)
+            return pyro.sample("x", self.likelihood(self.decode_levels(zs)), obs=x)
 
     def guide(self, x: torch.Tensor, y: Optional[torch.Tensor] = None,
               num: Optional[int] = None) -> torch.Tensor:
@@ -415,28 +429,30 @@ class HVAE(Model):
     def decode(self, z: torch.Tensor, y=None) -> torch.Tensor:
         """Mean image of the top-down pass from ``z: [..., z_L]`` with each lower level at
         its conditional mean: ``[..., C, H, W]``."""
+        zs = [z]
         for level in range(self.levels - 1, 0, -1):
-            z = self.conditional_prior(level, z).mean
-        return self.likelihood.mean(self.decoder(z))
+            zs.append(self.conditional_prior(level, zs[-1]).mean)
+        return self.likelihood.mean(self.decode_levels(zs))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, y=None) -> torch.Tensor:
         """Mean image of the ladder guide run at its means (every level's information
         of ``x``, not only the top's); same shape as ``x``."""
         up = self.encoder(x)
-        z = self.posterior.loc(up[-1])
+        zs = [self.posterior.loc(up[-1])]
         for level in range(self.levels - 1, 0, -1):
-            z = precision_weighted(up[level - 1], self.conditional_prior(level, z)).mean
-        return self.likelihood.mean(self.decoder(z))
+            zs.append(precision_weighted(up[level - 1],
+                                         self.conditional_prior(level, zs[-1])).mean)
+        return self.likelihood.mean(self.decode_levels(zs))
 
     @torch.no_grad()
     def generate(self, num: int, y=None) -> torch.Tensor:
         """``num`` images by ancestral sampling of every level, each shown as the mean of
         p(x | z_1): ``[num, C, H, W]``."""
-        z = self.latent_draws(num)
+        zs = [self.latent_draws(num)]
         for level in range(self.levels - 1, 0, -1):
-            z = self.conditional_prior(level, z).sample()
-        return self.likelihood.mean(self.decoder(z))
+            zs.append(self.conditional_prior(level, zs[-1]).sample())
+        return self.likelihood.mean(self.decode_levels(zs))
 
     def latent_draws(self, num: int, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``num`` draws of the top prior p(z_L): ``[num, z_L]``."""
