@@ -31,7 +31,7 @@ from pyro_vae.data import binarize
 from pyro_vae.evaluate import elbo_terms, iw_log_likelihood, kl_per_site, latent_statistics
 from pyro_vae.schedules import SCHEDULES
 from pyro_vae.train import build_model, prepare_data
-from pyro_vae.training.callbacks import Callback, KLWarmup
+from pyro_vae.training.callbacks import LR_SCHEDULES, Callback, KLWarmup
 
 # Each row: the config fields that differ from COMMON. The first two are the
 # single-level references (docs/priors_guides.md); the others are two-level models.
@@ -83,7 +83,8 @@ class Overfitting(Callback):
 def run_row(name, fields, args, data):
     values = dict(
         dataset="mnist-10k", binarize="dynamic", hidden=args.hidden, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, seed=args.seed, device="cpu",
+        batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule, seed=args.seed,
+        device="cpu",
         mixture_components=50, pseudo_inputs=args.pseudo_inputs, flow_layers=2,
         warmup_epochs=args.warmup_epochs or max(args.epochs / 5, 1.0),
         out=str(Path(args.out) / name))
@@ -100,8 +101,8 @@ def run_row(name, fields, args, data):
         callbacks.append(KLWarmup(model, SCHEDULES[config.warmup](config.warmup_epochs)))
     history = fit(model.model, model.guide, data.x_train, test_data=data.x_test,
                   epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-                  seed=config.seed, device="cpu", callbacks=callbacks,
-                  transform=lambda x, g: binarize(x, g))
+                  lr_schedule=config.lr_schedule, seed=config.seed, device="cpu",
+                  callbacks=callbacks, transform=lambda x, g: binarize(x, g))
     model.eval()
     x_test = data.x_test
     t0 = time.perf_counter()
@@ -167,6 +168,8 @@ def main(argv=None):
     parser.add_argument("--pseudo-inputs", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr-schedule", default="none", choices=sorted(LR_SCHEDULES),
+                        help="learning-rate schedule of every row (cosine: to 0 over the run)")
     parser.add_argument("--iw-samples", type=int, default=1000, help="K of the NLL estimate")
     parser.add_argument("--nll-images", type=int, default=2000,
                         help="first N test digits scored by the NLL estimate")
