@@ -18,7 +18,7 @@ import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
 
-from ..config import TrainConfig, option
+from ..config import option
 from ..guides import DiagonalNormal
 from ..likelihoods import LIKELIHOODS
 from ..nets import ACTIVATIONS, JointMLP
@@ -26,12 +26,12 @@ from ..schedules import SCHEDULES
 from ..semisupervised import InterleavedBatches
 from .base import Model, batch_size_of
 from .cvae import UniformLabels, as_labels, check_class_labels
-from .m2 import ENUM_DISCRETE
+from .m2 import ENUM_DISCRETE, SemiSupervisedConfig
 from .vae import _part
 
 
 @dataclass
-class ADGMConfig(TrainConfig):
+class ADGMConfig(SemiSupervisedConfig):
     """A run of the ADGM (or SDGM): M2's labels and classifier weight, the auxiliary
     latent's width, the networks, and the KL warm-up."""
 
@@ -42,12 +42,6 @@ class ADGMConfig(TrainConfig):
     activation: str = option("relu", "activation", choices=lambda: ACTIVATIONS)
     batch_norm: bool = option(False, "batch-normalise every hidden layer")
     likelihood: str = option("bernoulli", "likelihood p(x | ...)", choices=lambda: LIKELIHOODS)
-    labels: int = option(None, "labels kept, balanced over classes and chosen by seed; the "
-                         "rest of the training set is unlabelled; None keeps all", minimum=0)
-    alpha: float = option(200.0, "weight of the classification term alpha log q(y | a, x)")
-    enum_discrete: str = option("parallel", "label inference for unlabelled images: parallel "
-                                "or sequential enumeration, or none (one sample)",
-                                choices=lambda: ENUM_DISCRETE)
     classify_samples: int = option(16, "draws of a ~ q(a | x) averaged in q(y | x)", minimum=1)
     beta: float = option(1.0, "weight of the latent sites' terms (z and a)", positive=True)
     warmup: str = option("none", "KL warm-up schedule of beta: none, linear or cyclical",

@@ -12,7 +12,7 @@ import pyro.distributions as dist
 from ..nets import NETS, Encoder
 from ..semisupervised import InterleavedBatches
 
-from ..config import option
+from ..config import TrainConfig, option
 from ..priors import PRIORS
 from .cvae import CVAE, CVAEConfig
 
@@ -20,18 +20,26 @@ ENUM_DISCRETE = ("parallel", "sequential", "none")
 
 
 @dataclass
-class M2Config(CVAEConfig):
+class SemiSupervisedConfig(TrainConfig):
+    """The options of every semi-supervised model (M2, the ADGM, the SDGM): labels kept,
+    the classifier's weight, and how a missing label is inferred."""
+
+    labels: int = option(None, "labels kept, balanced over classes and chosen by seed; the "
+                         "rest of the training set is unlabelled; None keeps all", minimum=0)
+    alpha: float = option(200.0, "weight of the classification term alpha log q(y | x) "
+                          "(alpha log q(y | a, x) in the ADGM and SDGM)")
+    enum_discrete: str = option("parallel", "label inference for unlabelled images: parallel "
+                                "or sequential enumeration, or none (one sample)",
+                                choices=lambda: ENUM_DISCRETE)
+
+
+@dataclass
+class M2Config(CVAEConfig, SemiSupervisedConfig):
     """A run of M2: the CVAE's options with N(0, I), plus labels kept and the classifier."""
 
     model: str = option("m2", "model name, or package.module:Class to import one")
     prior: str = option("normal", "prior p(z)", choices=lambda: PRIORS)
     net: str = option("mlp", "encoder and decoder: mlp or conv", choices=lambda: NETS)
-    labels: int = option(None, "labels kept, balanced over classes and chosen by seed; the "
-                         "rest of the training set is unlabelled; None keeps all", minimum=0)
-    alpha: float = option(200.0, "weight of the classification term alpha log q(y|x)")
-    enum_discrete: str = option("parallel", "label inference for unlabelled images: parallel "
-                                "or sequential enumeration, or none (one sample)",
-                                choices=lambda: ENUM_DISCRETE)
     features: str = option(None, "run folder of a trained VAE; its posterior means of the "
                            "images become the data (M1+M2 stacking, use --likelihood normal)",
                            "data")
