@@ -13,6 +13,8 @@ paired with the references over the same digits.
 
     python benchmarks/hvae.py                        # the full schedule: 100 epochs
     python benchmarks/hvae.py --epochs 20 --rows vae,hvae-vamp   # a short schedule
+    python benchmarks/hvae.py --epochs 500 --lr-schedule cosine --rows hvae-warmup-batchnorm \
+        --out runs/bench/hvae-500 --references runs/bench/hvae    # paired with the 100-epoch refs
     python benchmarks/hvae.py --epochs 1 --nll-images 20 --iw-samples 10 --curve-every 1 \\
         --curve-images 10 --curve-k 5 --rows vae,hvae            # smoke
 """
@@ -179,6 +181,10 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="runs/bench/hvae")
+    parser.add_argument("--references", default=None,
+                        help="folder of the reference rows (vae/, iaf-vamp/) whose per-digit "
+                        "NLL the rows are paired with; default --out, e.g. the 100-epoch "
+                        "folder for a longer schedule's rows")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
@@ -203,8 +209,9 @@ def main(argv=None):
         except FloatingPointError as err:  # a diverged row is a result too: say so, go on
             print(f"| {name} | stopped: {str(err).split(';')[0]} |", flush=True)
             continue
-        row["minus_vae"] = paired(nll, Path(args.out) / "vae")
-        row["minus_iaf_vamp"] = paired(nll, Path(args.out) / "iaf-vamp")
+        references = Path(args.references or args.out)
+        row["minus_vae"] = paired(nll, references / "vae")
+        row["minus_iaf_vamp"] = paired(nll, references / "iaf-vamp")
         results.append(row)
         print(f"| {name} | {row['test_elbo']:.2f} | {row['nll']:.2f} ± {row['nll_stderr']:.2f} "
               f"| {row['minus_vae']} | {row['minus_iaf_vamp']} "
