@@ -90,7 +90,7 @@ def run_row(name, fields, args, data):
     values = dict(
         dataset="mnist-10k", binarize="dynamic", hidden=args.hidden, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule, seed=args.seed,
-        device="cpu",
+        clip_norm=args.clip_norm, max_bad_steps=args.max_bad_steps, device="cpu",
         mixture_components=50, pseudo_inputs=args.pseudo_inputs, flow_layers=2,
         warmup_epochs=args.warmup_epochs or max(args.epochs / 5, 1.0),
         out=str(Path(args.out) / name))
@@ -112,6 +112,7 @@ def run_row(name, fields, args, data):
     history = fit(model.model, model.guide, data.x_train, test_data=data.x_test, elbo=elbo,
                   epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                   lr_schedule=config.lr_schedule, seed=config.seed, device="cpu",
+                  clip_norm=config.clip_norm or None, max_bad_steps=config.max_bad_steps,
                   callbacks=callbacks, transform=lambda x, g: binarize(x, g))
     model.eval()
     x_test = data.x_test
@@ -134,6 +135,7 @@ def run_row(name, fields, args, data):
         "train_s": sum(h["epoch_s"] for h in history), "nll_s": time.perf_counter() - t0,
         "curves": [{k: h[k] for k in ("epoch", "train_nll", "test_nll")}
                    for h in history if "test_nll" in h],
+        "bad_steps": history[-1].get("bad_steps", 0),
         "final_train_loss": history[-1]["train_loss"], "final_test_loss": history[-1]["test_loss"],
         "config": config.to_dict(),
     }, nll
@@ -180,6 +182,10 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--lr-schedule", default="none", choices=sorted(LR_SCHEDULES),
                         help="learning-rate schedule of every row (cosine: to 0 over the run)")
+    parser.add_argument("--clip-norm", type=float, default=0.0,
+                        help="clip each parameter's gradient to this norm (0: off)")
+    parser.add_argument("--max-bad-steps", type=int, default=0,
+                        help="steps with a non-finite loss or gradient skipped before a row stops")
     parser.add_argument("--iw-samples", type=int, default=1000, help="K of the NLL estimate")
     parser.add_argument("--nll-images", type=int, default=2000,
                         help="first N test digits scored by the NLL estimate")
