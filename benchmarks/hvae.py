@@ -23,6 +23,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 
@@ -164,6 +165,27 @@ def paired(nll, folder):
     return f"{diff.mean():+.2f} ± {diff.std() / math.sqrt(len(diff)):.2f}"
 
 
+def table_line(row):
+    """One markdown row of the results table."""
+    return (f"| {row['row']} | {row['test_elbo']:.2f} | {row['nll']:.2f} ± {row['nll_stderr']:.2f} "
+            f"| {row['minus_vae']} | {row['minus_iaf_vamp']} "
+            f"| {' / '.join(f'{k:.2f}' for k in row['kl_per_level'])} "
+            f"| {' / '.join(str(a) if a is not None else '-' for a in row['active_units'])} "
+            f"| {row['train_s']:.0f} | {row['nll_s']:.0f} |")
+
+
+def load_json(path):
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def save_json(path, rows):
+    """Write ``rows`` to ``path`` whole or not at all (a temporary file, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(rows, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="vae,iaf-vamp,hvae-vamp-warmup,"
@@ -211,9 +233,7 @@ def main(argv=None):
     rows = sorted(rows, key=lambda r: r not in REFERENCES)
 
     out = Path(args.out) / f"results-{args.epochs}ep.json"
-    # Rows of earlier runs of the same schedule are kept (a row run again replaces its own).
-    results = [r for r in (json.loads(out.read_text()) if out.is_file() else [])
-               if r["row"] not in rows]
+    references = Path(args.references or args.out)
     header = (f"| row | test ELBO | test NLL (K={args.iw_samples}) | NLL - vae | NLL - iaf-vamp "
               "| KL per level (top first) | active units per level | train s | NLL s |")
     print(header + "\n|" + "---|" * (header.count("|") - 1), flush=True)
@@ -223,17 +243,24 @@ def main(argv=None):
         except FloatingPointError as err:  # a diverged row is a result too: say so, go on
             print(f"| {name} | stopped: {str(err).split(';')[0]} |", flush=True)
             continue
-        references = Path(args.references or args.out)
         row["minus_vae"] = paired(nll, references / "vae")
         row["minus_iaf_vamp"] = paired(nll, references / "iaf-vamp")
-        results.append(row)
-        print(f"| {name} | {row['test_elbo']:.2f} | {row['nll']:.2f} ± {row['nll_stderr']:.2f} "
-              f"| {row['minus_vae']} | {row['minus_iaf_vamp']} "
-              f"| {' / '.join(f'{k:.2f}' for k in row['kl_per_level'])} "
-              f"| {' / '.join(str(a) if a is not None else '-' for a in row['active_units'])} "
-              f"| {row['train_s']:.0f} | {row['nll_s']:.0f} |", flush=True)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2) + "\n")
+        print(table_line(row), flush=True)
+        # Rows of earlier runs of the same schedule are kept (a row run again replaces its
+        # own); the file is read again here, so runs of other rows beside this one add theirs.
+        save_json(out, [r for r in load_json(out) if r["row"] != name] + [row])
+
+    results = load_json(out)
+    if len(results) > len(rows):  # every row of the schedule, paired with today's references
+        print(f"\nAll rows of {out}, paired with the references in {references}:\n")
+        print(header + "\n|" + "---|" * (header.count("|") - 1))
+        for r in results:
+            path = Path(args.out) / r["row"] / "nll.pt"
+            if path.is_file():
+                nll = torch.load(path)
+                r["minus_vae"] = paired(nll, references / "vae")
+                r["minus_iaf_vamp"] = paired(nll, references / "iaf-vamp")
+            print(table_line(r))
 
     print(f"\nTrain vs test NLL (K={args.curve_k}, {args.curve_images} digits of each):\n")
     epochs = sorted({c["epoch"] for r in results for c in r["curves"]})
