@@ -60,9 +60,11 @@ ROWS = {
     "hvae-vamp-warmup-skip": dict(model="hvae", prior="vamp", warmup="linear", skip=True),
     "hvae-warmup-batchnorm-skip": dict(model="hvae", prior="normal", warmup="linear",
                                        norm="batch", skip=True),
-    # trained on the importance-weighted bound of K = 5 (Burda et al. 2015) instead of the ELBO
+    # trained on the importance-weighted bound of K = 5 or 10 (Burda et al. 2015), not the ELBO
     "hvae-warmup-batchnorm-iwae5": dict(model="hvae", prior="normal", warmup="linear",
                                         norm="batch", elbo="IWAE", num_particles=5),
+    "hvae-warmup-batchnorm-iwae10": dict(model="hvae", prior="normal", warmup="linear",
+                                         norm="batch", elbo="IWAE", num_particles=10),
 }
 REFERENCES = ("vae", "iaf-vamp")
 
