@@ -27,6 +27,7 @@ import os
 import time
 from pathlib import Path
 
+import pyro
 import torch
 from pyro.infer import RenyiELBO
 
@@ -100,6 +101,7 @@ def run_row(name, fields, args, data):
     if fields["model"] == "hvae":
         values.update(z_dims=args.z_dims, level_hidden=args.level_hidden)
     config = TrainConfig.from_dict({**values, **fields})
+    pyro.set_rng_seed(args.seed)  # the initial weights too: a row is the same alone or after others
     model = build_model(config, data.x_shape, data.num_classes)
     generator = torch.Generator().manual_seed(1)  # the training digits of the curves
     picked = torch.randperm(len(data.x_train), generator=generator)[: args.curve_images]
