@@ -221,6 +221,9 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="runs/bench/hvae")
+    parser.add_argument("--table-only", action="store_true",
+                        help="train nothing: print the rows already in --out for --epochs, "
+                        "paired with --references")
     parser.add_argument("--references", default=None,
                         help="folder of the reference rows (vae/, iaf-vamp/) whose per-digit "
                         "NLL the rows are paired with; default --out, e.g. the 100-epoch "
@@ -228,7 +231,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
-    rows = args.rows.split(",")
+    rows = [] if args.table_only else args.rows.split(",")
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         parser.error(f"rows: unknown {unknown}; choose from {', '.join(ROWS)}")
@@ -240,7 +243,8 @@ def main(argv=None):
     references = Path(args.references or args.out)
     header = (f"| row | test ELBO | test NLL (K={args.iw_samples}) | NLL - vae | NLL - iaf-vamp "
               "| KL per level (top first) | active units per level | train s | NLL s |")
-    print(header + "\n|" + "---|" * (header.count("|") - 1), flush=True)
+    if rows:
+        print(header + "\n|" + "---|" * (header.count("|") - 1), flush=True)
     for name in rows:
         try:
             row, nll = run_row(name, ROWS[name], args, data)
