@@ -13,8 +13,9 @@ paired with the references over the same digits.
 
     python benchmarks/hvae.py                        # the full schedule: 100 epochs
     python benchmarks/hvae.py --epochs 20 --rows vae,hvae-vamp   # a short schedule
-    python benchmarks/hvae.py --epochs 500 --lr-schedule cosine --rows hvae-warmup-batchnorm \
+    python benchmarks/hvae.py --epochs 500 --lr-schedule cosine --rows hvae-warmup-batchnorm \\
         --out runs/bench/hvae-500 --references runs/bench/hvae    # paired with the 100-epoch refs
+    python benchmarks/hvae.py --epochs 500 --table-only --out runs/bench/hvae-500  # print again
     python benchmarks/hvae.py --epochs 1 --nll-images 20 --iw-samples 10 --curve-every 1 \\
         --curve-images 10 --curve-k 5 --rows vae,hvae            # smoke
 """
