@@ -24,7 +24,6 @@ import argparse
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import torch
 from pyro.infer import RenyiELBO
 
 from pyro_vae import TrainConfig, fit
+from pyro_vae.checkpoint import write_json
 from pyro_vae.data import binarize
 from pyro_vae.evaluate import elbo_terms, iw_log_likelihood, kl_per_site, latent_statistics
 from pyro_vae.schedules import SCHEDULES
@@ -183,14 +183,6 @@ def load_json(path):
     return json.loads(path.read_text()) if path.is_file() else []
 
 
-def save_json(path, rows):
-    """Write ``rows`` to ``path`` whole or not at all (a temporary file, then a rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(rows, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="vae,iaf-vamp,hvae-vamp-warmup,"
@@ -257,7 +249,8 @@ def main(argv=None):
         print(table_line(row), flush=True)
         # Rows of earlier runs of the same schedule are kept (a row run again replaces its
         # own); the file is read again here, so runs of other rows beside this one add theirs.
-        save_json(out, [r for r in load_json(out) if r["row"] != name] + [row])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_json(out, [r for r in load_json(out) if r["row"] != name] + [row])
 
     results = load_json(out)
     if len(results) > len(rows):  # every row of the schedule, paired with today's references
