@@ -101,6 +101,8 @@ def run_row(name, fields, args, data):
         out=str(Path(args.out) / name))
     if fields["model"] == "hvae":
         values.update(z_dims=args.z_dims, level_hidden=args.level_hidden)
+        if args.min_scale is not None:
+            values.update(min_scale=args.min_scale)
     config = TrainConfig.from_dict({**values, **fields})
     pyro.set_rng_seed(args.seed)  # the initial weights too: a row is the same alone or after others
     model = build_model(config, data.x_shape, data.num_classes)
@@ -197,6 +199,9 @@ def main(argv=None):
                         help="length of the linear KL warm-up of the rows that have one "
                         "(default: a fifth of --epochs)")
     parser.add_argument("--pseudo-inputs", type=int, default=500)
+    parser.add_argument("--min-scale", type=float, default=None,
+                        help="the HVAE rows' floor on the ladder's standard deviations "
+                        "(default: the model's; 0: none, as the rows run before it existed)")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--lr-schedule", default="none", choices=sorted(LR_SCHEDULES),

@@ -21,6 +21,7 @@ from pyro_vae import fit
 from pyro_vae.cli import main
 from pyro_vae.evaluate import elbo_terms, iw_log_likelihood, kl_per_site, log_weights
 from pyro_vae.models import HVAE, MODELS
+from pyro_vae.models.hvae import MAX_LOG_VAR, diagonal_normal, floored_variance, precision_weighted
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -99,7 +100,7 @@ class LinearGaussian:
             top_down.bias.copy_(torch.cat([self.b, self.d1.log()]))
         self.hvae = HVAE(x_shape=(1, 1, 4), levels=2, z_dims=(3, 2), likelihood="normal-fixed",
                          normal_scale=self.s0, encoder=encoder.double(),
-                         top_down=[top_down.double()], skip=skip,
+                         top_down=[top_down.double()], skip=skip, min_scale=0.0,
                          decoder=LinearDecoder(torch.cat([self.c, self.e], 1) if skip
                                                else self.c, self.d)).double()
 
@@ -321,7 +322,46 @@ def test_cli_train_evaluate_and_sample(tmp_path, capsys):
     assert np.load(tmp_path / "s.npy").shape == (4, 1, 6, 5)
 
 
+# ------------------------------------------------------------- the variance floor
+def test_the_floor_bounds_every_variance_and_keeps_gradients_finite():
+    log_var = torch.tensor([-1e4, -30.0, 0.0, 30.0, 1e4], requires_grad=True)
+    var = floored_variance(log_var, 1e-3)
+    var.sum().backward()
+    assert torch.isfinite(log_var.grad).all() and (var >= 1e-6).all()
+    assert var[0] == 1e-6 and var[-1] == math.exp(MAX_LOG_VAR) + 1e-6
+    torch.testing.assert_close(var[2], torch.tensor(1.0 + 1e-6))
+    # min_scale = 0 is the plain parameterisation sigma^2 = exp(log_var)
+    free = torch.linspace(-5, 5, 11)
+    torch.testing.assert_close(floored_variance(free, 0.0), free.exp())
+    torch.testing.assert_close(diagonal_normal(torch.cat([free, free]), 0.0).base_dist.scale,
+                               (0.5 * free).exp())
+
+
+def test_the_ladder_posterior_stays_finite_where_both_variances_would_vanish():
+    """Read-out and top-down output of log sigma^2 = -1000: without the floor both
+    precisions are infinite and q(z_1 | z_2, x) is NaN; with it, its variance is
+    1 / (2 / min_scale^2) and its mean the precision-weighted one."""
+    up = torch.tensor([[1.0, 3.0, -1000.0, -1000.0]])
+    prior = dist.Normal(torch.tensor([[-1.0, 3.0]]), torch.tensor([[0.0, 0.0]]),
+                        validate_args=False).to_event(1)
+    with pytest.raises(ValueError, match="nan"):  # the distribution's own check refuses it
+        precision_weighted(up, prior, 0.0)
+    low = diagonal_normal(torch.tensor([[-1.0, 3.0, -1000.0, -1000.0]]), 0.01)
+    q = precision_weighted(up, low, 0.01).base_dist
+    torch.testing.assert_close(q.scale, torch.full((1, 2), 0.01 / math.sqrt(2)))
+    torch.testing.assert_close(q.loc, torch.tensor([[0.0, 3.0]]))
+
+
+def test_the_floor_is_an_option_of_the_model():
+    hvae = HVAE(**TINY, min_scale=0.5)
+    z2 = torch.randn(7, 2)
+    assert (hvae.conditional_prior(1, z2).base_dist.scale >= 0.5).all()
+    with pytest.raises(ValueError, match="min_scale: expected a finite number >= 0, got -1"):
+        HVAE(**TINY, min_scale=-1)
+
+
 @pytest.mark.parametrize("argv, message", [
+    (["--min-scale", "-0.1"], "min_scale: expected a finite number >= 0, got -0.1"),
     (["--levels", "0"], "levels: expected a positive integer, got 0"),
     (["--z-dims", "3,2,1"], "z_dims: expected 2 positive dimensions (one per level, z1 first), "
                             "got (3, 2, 1)"),

@@ -11,6 +11,7 @@ VAE's eq. 19-21). Site names: the top level is ``"z"`` (the code that ``encode``
 """
 
 import itertools
+import math
 import types
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -34,6 +35,7 @@ from .base import Model, batch_size_of, check_output
 from .vae import VAEConfig, _part, check_image_model
 
 NORMS = ("none", "batch", "weight")
+MIN_SCALE = 1e-3  # the default floor on the ladder's standard deviations
 
 
 @dataclass
@@ -54,6 +56,9 @@ class HVAEConfig(VAEConfig):
                        choices=lambda: NORMS)
     skip: bool = option(False, "the decoder reads every level, p(x | z_1, ..., z_L), "
                         "not z_1 alone (the skip connections of Tomczak & Welling 2018)")
+    min_scale: float = option(MIN_SCALE, "floor on the standard deviations of p(z_l | "
+                              "z_{l+1}) and of the ladder's bottom-up read-outs: sigma^2 = "
+                              "min_scale^2 + exp(network output); 0 is no floor")
 
 
 # ------------------------------------------------------------------ networks (no Pyro)
@@ -130,16 +135,28 @@ def _weight_normed(net: nn.Module) -> nn.Module:
     return net
 
 
-def diagonal_normal(params: torch.Tensor) -> dist.Distribution:
-    """``N(mu, diag(sigma^2))`` from ``params = [mu, log sigma^2]: [..., 2 D]``."""
+MAX_LOG_VAR = 20.0  # sigma^2 <= e^20: exp neither overflows nor feeds a 0 * inf gradient
+
+
+def floored_variance(log_var: torch.Tensor, min_scale: float = 0.0) -> torch.Tensor:
+    """``sigma^2 = min_scale^2 + exp(min(log_var, 20))``: a variance that never reaches 0
+    (so ``1 / sigma^2`` stays finite) nor ``inf``; ``min_scale = 0`` is ``exp`` alone."""
+    return torch.exp(log_var.clamp(max=MAX_LOG_VAR)) + min_scale ** 2
+
+
+def diagonal_normal(params: torch.Tensor, min_scale: float = 0.0) -> dist.Distribution:
+    """``N(mu, diag(sigma^2))`` from ``params = [mu, log s^2]: [..., 2 D]``, with
+    ``sigma^2 = min_scale^2 + s^2`` (:func:`floored_variance`)."""
     loc, log_var = params.chunk(2, -1)
-    return dist.Normal(loc, torch.exp(0.5 * log_var)).to_event(1)
+    return dist.Normal(loc, floored_variance(log_var, min_scale).sqrt()).to_event(1)
 
 
-def precision_weighted(up: torch.Tensor, prior: dist.Distribution) -> dist.Distribution:
+def precision_weighted(up: torch.Tensor, prior: dist.Distribution,
+                       min_scale: float = 0.0) -> dist.Distribution:
     r"""The ladder's q(z_l | z_{l+1}, x): the product of two diagonal Gaussians, normalised.
 
-    ``up = [mu_hat, log sigma_hat^2]`` is the bottom-up read-out, ``prior`` the model's
+    ``up = [mu_hat, log s^2]`` is the bottom-up read-out, whose variance is
+    ``sigma_hat^2 = min_scale^2 + s^2`` (:func:`floored_variance`), ``prior`` the model's
     ``p(z_l | z_{l+1}) = N(mu_p, sigma_p^2)`` (Sonderby et al. 2016, eq. 19-21)::
 
         sigma_q^2 = 1 / (sigma_hat^-2 + sigma_p^-2)
@@ -147,7 +164,8 @@ def precision_weighted(up: torch.Tensor, prior: dist.Distribution) -> dist.Distr
     """
     loc_up, log_var_up = up.chunk(2, -1)
     p = prior.base_dist
-    precision_up, precision_p = torch.exp(-log_var_up), p.scale.pow(-2)
+    precision_up = floored_variance(log_var_up, min_scale).reciprocal()
+    precision_p = p.scale.pow(-2)
     var = 1.0 / (precision_up + precision_p)
     return dist.Normal(var * (loc_up * precision_up + p.loc * precision_p),
                        var.sqrt()).to_event(1)
@@ -193,6 +211,9 @@ class HVAE(Model):
     :param norm: ``"none"``, ``"batch"`` (the bottom-up pass) or ``"weight"`` (every layer).
     :param skip: the decoder reads ``[z_1, ..., z_L]`` concatenated (``sum(z_dims)``
         numbers), so every level reaches the image directly (Tomczak & Welling 2018).
+    :param min_scale: floor on every standard deviation of ``p(z_l | z_{l+1})`` and of the
+        bottom-up read-outs, ``sigma^2 = min_scale^2 + exp(out)``: precisions stay finite,
+        so a long run does not stop at an infinite KL or gradient; 0 is no floor.
     :param free_bits: ``lambda`` in nats per image and level (or dimension); 0: off.
     :param free_bits_per: ``"level"`` or ``"dimension"``, what ``lambda`` is counted per.
     :param prior, likelihood, guide: as for :class:`~pyro_vae.models.VAE`; ``guide`` is the
@@ -228,6 +249,7 @@ class HVAE(Model):
         net: str = "mlp",
         norm: str = "none",
         skip: bool = False,
+        min_scale: float = MIN_SCALE,
         free_bits: float = 0.0,
         free_bits_per: str = "level",
         encoder: Optional[nn.Module] = None,
@@ -249,6 +271,7 @@ class HVAE(Model):
         self.z_dim = self.z_dims[-1]
         self.widths, self.hidden, self.activation = widths, hidden, activation
         self.net, self.norm, self.skip = net, norm, bool(skip)
+        self.min_scale = _check_min_scale(min_scale)
         self.beta, self.free_bits, self.free_bits_per = float(beta), float(free_bits), \
             free_bits_per
         # Sites top first: "z" (level L), then "z{L-1}", ..., "z1".
@@ -336,7 +359,13 @@ class HVAE(Model):
     # ------------------------------------------------------------ distributions
     def conditional_prior(self, level: int, z_above: torch.Tensor) -> dist.Distribution:
         """p(z_l | z_{l+1}) for ``level = l`` in ``1 .. L-1``."""
-        return diagonal_normal(self.top_down[level - 1](z_above))
+        return diagonal_normal(self.top_down[level - 1](z_above), self.min_scale)
+
+    def ladder_posterior(self, read_out: torch.Tensor,
+                         prior: dist.Distribution) -> dist.Distribution:
+        """q(z_l | z_{l+1}, x) from the level's bottom-up ``read_out`` and the model's
+        ``prior = p(z_l | z_{l+1})`` (:func:`precision_weighted`)."""
+        return precision_weighted(read_out, prior, self.min_scale)
 
     def decode_levels(self, zs: Sequence[torch.Tensor]) -> torch.Tensor:
         """The likelihood's parameters ``[..., P, C, H, W]`` from the levels ``zs``, top
@@ -377,7 +406,7 @@ class HVAE(Model):
                 up = self.encoder(x)
                 z = pyro.sample("z", self.posterior(up[-1]))
                 for level, site in zip(range(self.levels - 1, 0, -1), self.sites[1:]):
-                    q = precision_weighted(up[level - 1], self.conditional_prior(level, z))
+                    q = self.ladder_posterior(up[level - 1], self.conditional_prior(level, z))
                     z = pyro.sample(site, q)
         return z
 
@@ -406,7 +435,7 @@ class HVAE(Model):
         with the model's ``priors`` at those draws."""
         up = self.encoder(x)
         qs = [self.posterior(up[-1])] + [
-            precision_weighted(up[level - 1], p)
+            self.ladder_posterior(up[level - 1], p)
             for level, p in zip(range(self.levels - 1, 0, -1), priors[1:])]
         return [latent_kl(q, p, z, self.free_bits_per) for q, p, z in zip(qs, priors, zs)]
 
@@ -441,8 +470,8 @@ class HVAE(Model):
         up = self.encoder(x)
         zs = [self.posterior.loc(up[-1])]
         for level in range(self.levels - 1, 0, -1):
-            zs.append(precision_weighted(up[level - 1],
-                                         self.conditional_prior(level, zs[-1])).mean)
+            zs.append(self.ladder_posterior(up[level - 1],
+                                            self.conditional_prior(level, zs[-1])).mean)
         return self.likelihood.mean(self.decode_levels(zs))
 
     @torch.no_grad()
@@ -515,3 +544,11 @@ def _check_arguments(x_shape, z_dim, levels, z_dims, hidden, level_hidden, net, 
                          "VampPrior's pseudo-inputs by their own statistics; use "
                          "--norm weight or none with --prior vamp")
     return x_shape, levels, z_dims, hidden, widths
+
+
+def _check_min_scale(min_scale: float) -> float:
+    """``min_scale`` as a float, or a ``ValueError`` unless finite and >= 0."""
+    if isinstance(min_scale, bool) or not isinstance(min_scale, (int, float)) \
+            or not math.isfinite(min_scale) or min_scale < 0:
+        raise ValueError(f"min_scale: expected a finite number >= 0, got {min_scale!r}")
+    return float(min_scale)
