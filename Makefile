@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 RUN    ?= runs/demo
 
-.PHONY: install demo test test-all bench-baseline bench-speed bench-host bench-parts bench-soak bench-cvae bench-nets bench-m2 bench-ood bench-categorical bench-vqvae bench-vaegan bench-hvae bench-hvae-500 bench-sentence beta-vae figures clean
+.PHONY: install demo test test-all bench-baseline bench-speed bench-host bench-parts bench-soak bench-cvae bench-nets bench-m2 bench-ood bench-categorical bench-vqvae bench-vaegan bench-hvae bench-hvae-500 bench-iwae bench-sentence beta-vae figures clean
 
 install: $(VENV)/.installed
 
@@ -109,6 +109,11 @@ bench-hvae-500: install
 	OMP_NUM_THREADS=1 $(PY) benchmarks/hvae.py --epochs 500 --lr-schedule cosine --curve-every 50 \
 		--rows vae,iaf-vamp,hvae-warmup-batchnorm,hvae-warmup-batchnorm-iwae5,hvae-warmup-batchnorm-iwae10 \
 		--out runs/bench/hvae-500
+
+# training on the importance-weighted bound: time per epoch of --elbo IWAE (one replicated
+# pass) against Pyro's RenyiELBO, particle by particle and vectorised (docs/priors_guides.md)
+bench-iwae: install
+	OMP_NUM_THREADS=1 $(PY) benchmarks/iwae_step.py
 
 # the sentence VAE on the Penn Treebank (docs/text.md): the ablation on 5,000 training
 # sentences for 5 epochs (about 80 min on one shared core), then the language model and the

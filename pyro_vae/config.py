@@ -119,8 +119,9 @@ class TrainConfig:
     max_bad_steps: int = option(0, "steps with a NaN or inf loss skipped before stopping",
                                 "optimisation", minimum=0)
     elbo: str = option("auto", "Pyro ELBO; auto: the model's own (TraceEnum_ELBO for m2, "
-                       "else Trace_ELBO); IWAE trains on the importance-weighted bound with "
-                       "--num-particles samples", "optimisation", choices=_elbos)
+                       "else Trace_ELBO); IWAE trains on the importance-weighted bound of "
+                       "--num-particles samples, drawn in one pass (RenyiELBO: the same "
+                       "bound, one draw at a time, for guides that cannot reparameterise)", "optimisation", choices=_elbos)
     num_particles: int = option(1, "samples of z per example in the ELBO estimate",
                                 "optimisation", minimum=1)
     step: str = option("auto", "SVI step: compiled (the loss captured once per batch shape "

@@ -28,6 +28,7 @@ from . import checks, runs
 from .compiled import why_not_captured
 from .distributed import ddp_step, rank as dist_rank, world_size
 from .evaluate import Tensors, as_tuple
+from .iwae import IWAE
 from .steps import STEPS, FusedStep, NonFiniteStep, SafeSVI, SVIStep, make_optim, owner  # noqa: F401
 from .steps import torch_optimizer
 from .training import callbacks as cb
@@ -42,11 +43,10 @@ ELBOS = {
     "TraceGraph_ELBO": TraceGraph_ELBO,
     # max_plate_nesting=1: every model here has the single plate "data".
     "TraceEnum_ELBO": lambda **kw: TraceEnum_ELBO(max_plate_nesting=1, **kw),
-    "RenyiELBO": RenyiELBO,
-    # The importance-weighted bound of Burda et al. (2015), with num_particles = K
-    # samples per item: Renyi's bound at alpha = 0. Pyro keeps the "data" plate's
-    # dim when it averages the weights, so the bound is per item, as it must be.
-    "IWAE": lambda **kw: RenyiELBO(alpha=0, **kw),
+    "RenyiELBO": RenyiELBO,  # alpha = 0 by default: the IW bound, its K draws one by one
+    # The importance-weighted bound of Burda et al. (2015), num_particles = K draws per
+    # item in one pass over the batch replicated K times (reparameterised guides).
+    "IWAE": IWAE,
 }
 METRICS = cb.METRICS
 

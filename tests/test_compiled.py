@@ -126,16 +126,17 @@ def test_compiled_is_fits_default_and_trains_as_fused_does():
 
 @pytest.mark.parametrize("make, elbo, expected", [
     (lambda: M2(X_SHAPE, num_classes=3, z_dim=2, hidden=(8,)), None, FusedStep),
-    (_vae, "IWAE", None),
+    (_vae, "IWAE", FusedStep),
+    (_vae, "RenyiELBO", None),
 ])
 def test_fit_falls_back_where_capture_does_not_apply(make, elbo, expected):
     model, seen = make(), StepSeen()
     data = (X, Y) if isinstance(model, M2) else X
     options = {} if elbo is None else {"elbo": make_elbo(elbo, num_particles=2)}
     fit(model.model, model.guide, data, epochs=1, batch_size=20, callbacks=[seen], **options)
-    if expected is FusedStep:  # M2: the fused step on Pyro's TraceEnum_ELBO
+    if expected is FusedStep:  # M2 (Pyro's TraceEnum_ELBO), IWAE: the fused step, uncaptured
         assert isinstance(seen.step, FusedStep) and not isinstance(seen.step.loss, CapturedLoss)
-    else:  # IWAE has no differentiable_loss: Pyro's SVI.step
+    else:  # RenyiELBO has no differentiable_loss: Pyro's SVI.step
         assert not isinstance(seen.step, FusedStep)
 
 
@@ -273,7 +274,7 @@ def test_too_many_structures_fall_back_to_pyros_loss():
 @pytest.mark.parametrize("make, reason", [
     (lambda: (M2(X_SHAPE, num_classes=2, z_dim=2, hidden=(8,)), "TraceEnum_ELBO"),
      "declares capturable = False"),
-    (lambda: (_vae(), "IWAE"), "RenyiELBO is not"),
+    (lambda: (_vae(), "IWAE"), "IWAE is not"),
 ])
 def test_what_cannot_be_captured_runs_pyros_loss(make, reason):
     model, elbo = make()
