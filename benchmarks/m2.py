@@ -91,8 +91,11 @@ def auxiliary(method: str, data, seed: int, args) -> float:
     """``pyro-vae train --model adgm|sdgm --labels N --seed S`` at the model's defaults;
     the test accuracy after the last epoch."""
     out = Path(args.cache) / f"{method}-{data.name}-{args.labels}-seed{seed}"
+    changed = {k: v for k, v in (("alpha", args.adgm_alpha),
+                                 ("lr_schedule", args.adgm_lr_schedule)) if v is not None}
     config = TrainConfig.for_model(method, data=args.dataset, labels=args.labels, seed=seed,
-                                   epochs=args.adgm_epochs, threads=args.threads, out=str(out))
+                                   epochs=args.adgm_epochs, threads=args.threads, out=str(out),
+                                   **changed)
     # a finished or shorter run of the same draw and settings is reused or continued
     # (exact resume; ``train`` refuses other settings); a longer one starts again
     done = Run.load(out).epoch if (out / CHECKPOINT).is_file() else 0
@@ -143,6 +146,10 @@ def main(argv=None):
     parser.add_argument("--m1m2-epochs", type=int, default=30, help="epochs of M2 on codes")
     parser.add_argument("--m1-epochs", type=int, default=100)
     parser.add_argument("--adgm-epochs", type=int, default=30, help="epochs of ADGM and SDGM")
+    parser.add_argument("--adgm-alpha", type=float, default=None,
+                        help="ADGM and SDGM's classification weight (default: the model's)")
+    parser.add_argument("--adgm-lr-schedule", default=None,
+                        help="ADGM and SDGM's learning-rate schedule, e.g. cosine (default: none)")
     parser.add_argument("--m1-z", type=int, default=50)
     parser.add_argument("--m1-beta", type=float, default=0.5)
     parser.add_argument("--m1-hidden", type=int, nargs="+", default=[600, 600])
