@@ -36,6 +36,7 @@ from .vae import VAEConfig, _part, check_image_model
 
 NORMS = ("none", "batch", "weight")
 MIN_SCALE = 1e-3  # the default floor on the ladder's standard deviations
+MAX_LOG_VAR = 20.0  # and their ceiling, sigma^2 <= e^20: exp never overflows to inf (NaN grads)
 
 
 @dataclass
@@ -133,9 +134,6 @@ def _weight_normed(net: nn.Module) -> nn.Module:
         if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
             weight_norm(module)
     return net
-
-
-MAX_LOG_VAR = 20.0  # sigma^2 <= e^20: exp neither overflows nor feeds a 0 * inf gradient
 
 
 def floored_variance(log_var: torch.Tensor, min_scale: float = 0.0) -> torch.Tensor:
