@@ -95,6 +95,7 @@ def run_row(name, fields, args, data):
     values = dict(
         dataset="mnist-10k", binarize="dynamic", hidden=args.hidden, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule, seed=args.seed,
+        optimizer=args.optimizer, weight_decay=args.weight_decay,
         clip_norm=args.clip_norm, max_bad_steps=args.max_bad_steps, device="cpu",
         mixture_components=50, pseudo_inputs=args.pseudo_inputs, flow_layers=2,
         warmup_epochs=args.warmup_epochs or max(args.epochs / 5, 1.0),
@@ -119,6 +120,7 @@ def run_row(name, fields, args, data):
                          max_plate_nesting=1)
     history = fit(model.model, model.guide, data.x_train, test_data=data.x_test, elbo=elbo,
                   epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                  optimizer=config.optimizer, weight_decay=config.weight_decay,
                   lr_schedule=config.lr_schedule, seed=config.seed, device="cpu",
                   clip_norm=config.clip_norm or None, max_bad_steps=config.max_bad_steps,
                   callbacks=callbacks, transform=lambda x, g: binarize(x, g))
@@ -204,6 +206,9 @@ def main(argv=None):
                         "(default: the model's; 0: none, as the rows run before it existed)")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd"])
+    parser.add_argument("--weight-decay", type=float, default=0.0,
+                        help="L2 for adam, decoupled for adamw (0: off)")
     parser.add_argument("--lr-schedule", default="none", choices=sorted(LR_SCHEDULES),
                         help="learning-rate schedule of every row (cosine: to 0 over the run)")
     parser.add_argument("--clip-norm", type=float, default=0.0,
