@@ -121,7 +121,8 @@ class TrainConfig:
     elbo: str = option("auto", "Pyro ELBO; auto: the model's own (TraceEnum_ELBO for m2, "
                        "else Trace_ELBO); IWAE trains on the importance-weighted bound of "
                        "--num-particles samples, drawn in one pass (RenyiELBO: the same "
-                       "bound, one draw at a time, for guides that cannot reparameterise)", "optimisation", choices=_elbos)
+                       "bound, one draw at a time, for guides that cannot reparameterise)",
+                       "optimisation", choices=_elbos)
     num_particles: int = option(1, "samples of z per example in the ELBO estimate",
                                 "optimisation", minimum=1)
     step: str = option("auto", "SVI step: compiled (the loss captured once per batch shape "
