@@ -196,6 +196,13 @@ def log_weights(model: Callable, guide: Callable, *args) -> torch.Tensor:
     n = args[0].shape[0]
     guide_trace = poutine.trace(guide).get_trace(*args)
     model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args)
+    check_guide_covers(model_trace, guide_trace)
+    return _log_prob_per_item(model_trace, n) - _log_prob_per_item(guide_trace, n)
+
+
+def check_guide_covers(model_trace: poutine.Trace, guide_trace: poutine.Trace) -> None:
+    """``ValueError`` naming the first latent site of the model that the guide lacks:
+    an importance weight ``p(x, z) / q(z | x)`` needs q for every latent site."""
     for name, site in model_trace.nodes.items():
         latent = site["type"] == "sample" and not site["is_observed"]
         if latent and not site_is_subsample(site) and name not in guide_trace.nodes:
@@ -203,7 +210,6 @@ def log_weights(model: Callable, guide: Callable, *args) -> torch.Tensor:
                 f"site {name!r} is latent in the model but absent from the guide: "
                 "the importance weights need q for every latent site"
             )
-    return _log_prob_per_item(model_trace, n) - _log_prob_per_item(guide_trace, n)
 
 
 @torch.no_grad()

@@ -24,7 +24,7 @@ import pyro.poutine as poutine
 from pyro.infer import ELBO
 from pyro.poutine.util import site_is_subsample
 
-from .evaluate import per_item
+from .evaluate import check_guide_covers, per_item
 
 
 class IWAE(ELBO):
@@ -56,8 +56,9 @@ class IWAE(ELBO):
         """``log p(x, z_k) - log q(z_k | x)`` for each draw and item: ``[K, B]``."""
         k, b = self.num_particles, args[0].shape[0]
         model_trace, guide_trace = self._get_trace(model, guide, args, kwargs)
-        log_w = _scaled_log_density(model_trace, k * b, guide_trace)
-        log_w = log_w - _scaled_log_density(guide_trace, k * b)
+        check_guide_covers(model_trace, guide_trace)
+        log_w = _scaled_log_density(model_trace, k * b)
+        log_w = log_w - _scaled_log_density(guide_trace, k * b, reparameterised=True)
         return log_w.view(k, b)
 
     def differentiable_loss(self, model: Callable, guide: Callable, *args, **kwargs):
@@ -76,23 +77,17 @@ class IWAE(ELBO):
         return loss.item()
 
 
-def _scaled_log_density(trace: poutine.Trace, n: int, guide_trace=None) -> torch.Tensor:
+def _scaled_log_density(trace: poutine.Trace, n: int, reparameterised: bool = False):
     """Sum over ``trace``'s sample sites of ``scale * log_prob``, per item: ``[n]``.
-
-    For the guide's trace (``guide_trace`` None) every unobserved site must be
-    reparameterised; for the model's, a latent site the guide lacks is an error."""
+    With ``reparameterised`` (the guide's trace), every latent site must have ``rsample``."""
     total = 0.0
     for name, site in trace.nodes.items():
         if site["type"] != "sample" or site_is_subsample(site):
             continue
-        latent = not site["is_observed"]
-        if latent and guide_trace is None and not site["fn"].has_rsample:
+        if reparameterised and not site["is_observed"] and not site["fn"].has_rsample:
             raise ValueError(
                 f"site {name!r}: {type(site['fn']).__name__} has no reparameterised "
                 "sample, so the IWAE gradient would be biased; use RenyiELBO (alpha = 0), "
                 "whose score-function terms cover it")
-        if latent and guide_trace is not None and name not in guide_trace.nodes:
-            raise ValueError(f"site {name!r} is latent in the model but absent from the "
-                             "guide: the importance weights need q for every latent site")
         total = total + per_item(site["fn"].log_prob(site["value"]) * site["scale"], site, n)
     return total
