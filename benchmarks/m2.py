@@ -92,7 +92,9 @@ def auxiliary(method: str, data, seed: int, args) -> float:
     the test accuracy after the last epoch."""
     out = Path(args.cache) / f"{method}-{data.name}-{args.labels}-seed{seed}"
     changed = {k: v for k, v in (("alpha", args.adgm_alpha),
-                                 ("lr_schedule", args.adgm_lr_schedule)) if v is not None}
+                                 ("lr_schedule", args.adgm_lr_schedule),
+                                 ("weight_average", args.adgm_weight_average),
+                                 ("average_start", args.adgm_average_start)) if v is not None}
     config = TrainConfig.for_model(method, data=args.dataset, labels=args.labels, seed=seed,
                                    epochs=args.adgm_epochs, threads=args.threads, out=str(out),
                                    **changed)
@@ -150,6 +152,11 @@ def main(argv=None):
                         help="ADGM and SDGM's classification weight (default: the model's)")
     parser.add_argument("--adgm-lr-schedule", default=None,
                         help="ADGM and SDGM's learning-rate schedule, e.g. cosine (default: none)")
+    parser.add_argument("--adgm-weight-average", default=None, choices=("swa", "ema"),
+                        help="ADGM and SDGM evaluated with an average of their weights "
+                             "(default: none)")
+    parser.add_argument("--adgm-average-start", type=int, default=None,
+                        help="epochs before the ADGM's and SDGM's weight average begins")
     parser.add_argument("--m1-z", type=int, default=50)
     parser.add_argument("--m1-beta", type=float, default=0.5)
     parser.add_argument("--m1-hidden", type=int, nargs="+", default=[600, 600])

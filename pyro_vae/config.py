@@ -63,6 +63,12 @@ def _lr_schedules():
     return LR_SCHEDULES
 
 
+def _averages():
+    from .training.averaging import KINDS
+
+    return KINDS
+
+
 def _models():
     from .models import MODELS
 
@@ -116,6 +122,14 @@ class TrainConfig:
     early_stopping: int = option(0, "stop after this many epochs without a better "
                                  "val_loss (needs --val-fraction); 0: off", "optimisation",
                                  minimum=0)
+    weight_average: str = option("none", "evaluate, save and keep an average of the weights "
+                                 "over the steps after epoch --average-start: swa (equal "
+                                 "weights) or ema (exponential, --ema-decay); none: the last "
+                                 "weights", "optimisation", choices=_averages)
+    average_start: int = option(0, "epochs trained before --weight-average begins",
+                                "optimisation", minimum=0)
+    ema_decay: float = option(0.999, "decay d of --weight-average ema, in (0, 1): "
+                              "average = d * average + (1 - d) * weights", "optimisation")
     max_bad_steps: int = option(0, "steps with a NaN or inf loss skipped before stopping",
                                 "optimisation", minimum=0)
     elbo: str = option("auto", "Pyro ELBO; auto: the model's own (TraceEnum_ELBO for m2, "
@@ -211,6 +225,8 @@ def check(config: TrainConfig) -> None:
             checks.positive_number(name, getattr(config, name))
     if not 0 <= config.val_fraction < 1:
         raise ValueError(f"val_fraction: expected a share in [0, 1), got {config.val_fraction!r}")
+    if not 0 < config.ema_decay < 1:
+        raise ValueError(f"ema_decay: expected a number in (0, 1), got {config.ema_decay!r}")
     if not 0 <= config.perturb < 1:
         raise ValueError(f"perturb: expected a share in [0, 1), got {config.perturb!r}")
     if config.early_stopping and not config.val_fraction:

@@ -6,6 +6,7 @@ ask for (:mod:`pyro_vae.training.callbacks`), and runs the loop. See
 ``docs/training.md`` and ``docs/robustness.md``.
 """
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -32,6 +33,7 @@ from .iwae import IWAE
 from .steps import STEPS, FusedStep, NonFiniteStep, SafeSVI, SVIStep, make_optim, owner  # noqa: F401
 from .steps import torch_optimizer
 from .training import callbacks as cb
+from .training.averaging import KINDS as AVERAGES, WeightAverage
 from .training.state import CHECKPOINT_FORMAT, PROGRESS_FIELDS, Progress  # noqa: F401
 from .training.trainer import Batches, Slices, Trainer
 
@@ -98,6 +100,9 @@ def fit(
     weight_decay: float = 0.0,
     lr_schedule: str = "none",
     clip_norm: Optional[float] = None,
+    weight_average: str = "none",
+    average_start: int = 0,
+    ema_decay: float = 0.999,
     early_stopping: int = 0,
     seed: Optional[int] = 0,
     device: Union[str, torch.device, None] = None,
@@ -164,6 +169,10 @@ def fit(
     :param optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"``, with ``lr`` and ``weight_decay``.
     :param lr_schedule: a key of :data:`pyro_vae.training.callbacks.LR_SCHEDULES`.
     :param clip_norm: clip each parameter's gradient norm (not with ``optim``).
+    :param weight_average: ``"swa"`` or ``"ema"``: from the end of epoch
+        ``average_start`` on, the model evaluated at the end of each epoch, checkpointed
+        and left at the end is the equal (SWA) or exponential (``ema_decay``) average of
+        the weights after each step (:mod:`pyro_vae.training.averaging`).
     :param seed: seeds Pyro, torch, numpy and python, and the batch order.
     :param device: where ``data`` lives; the networks must already be there.
     :param transform: ``transform(x_batch, generator)`` on the first tensor of every
@@ -185,6 +194,9 @@ def fit(
     args = _checked(epochs=epochs, batch_size=batch_size, checkpoint_every=checkpoint_every,
                     checkpoint_steps=checkpoint_steps, keep_checkpoints=keep_checkpoints,
                     max_bad_steps=max_bad_steps, early_stopping=early_stopping)
+    checks.one_of("weight_average", weight_average, AVERAGES)  # before anything is written
+    averaging = ([] if weight_average == "none"
+                 else [WeightAverage(weight_average, average_start, ema_decay)])
     if args["early_stopping"] and val_data is None:
         raise ValueError("early_stopping: needs val_data, a validation split to watch "
                          "(never the test set)")
@@ -209,6 +221,7 @@ def fit(
                       extra_steps=extra,
                       transform=transform, seed=seed, max_bad_steps=args["max_bad_steps"],
                       distributed=distributed, config=config, callbacks=[
+                          *averaging,
                           *_metric_callbacks(test_data, val_data, batch_size, evaluate,
                                              step_hooks, lr_schedule, lr),
                           *callbacks, *_run_callbacks(run_dir, args, resume, show, tensorboard,
@@ -239,9 +252,11 @@ def _extra_steps(module, make_optimizer, distributed: bool) -> Dict[str, Any]:
 
 
 def _start_run(run_dir, resume: bool, overwrite: bool, config: Dict[str, Any]) -> None:
-    """The run folder's rules (:func:`pyro_vae.runs.prepare`), then its ``config.json``."""
+    """The run folder's rules (:func:`pyro_vae.runs.prepare`), then its ``config.json``,
+    rewritten on resume when the settings changed (more epochs, weight averaging added)."""
     runs.prepare(run_dir, resume, overwrite)
-    if not resume or not (Path(run_dir) / runs.CONFIG).exists():
+    if (not resume or not (Path(run_dir) / runs.CONFIG).exists()
+            or runs.read_config(run_dir) != json.loads(json.dumps(config))):
         runs.write_config(run_dir, config, world_size())
 
 

@@ -48,6 +48,9 @@ FIGURES = runs.FIGURES
 RESUMABLE_FIELDS = ("epochs", "data_dir", "device", "out", "checkpoint_every",
                     "checkpoint_steps", "keep_checkpoints", "max_bad_steps", "threads",
                     "tensorboard")
+# Weight averaging does not change training: a run may add, drop or change it on resume
+# as long as its average has not begun, in the checkpoint or in the new settings.
+AVERAGING_FIELDS = ("weight_average", "average_start", "ema_decay")
 
 
 def check_config(config: TrainConfig) -> None:
@@ -165,8 +168,12 @@ def check_resumable(out: Path, config: TrainConfig, x_shape) -> int:
     except (TypeError, ValueError) as err:
         raise ValueError(f"checkpoint: {path} holds a config this version cannot read ({err})")
     now = config.to_dict()
+    done = int(state.get("epoch", 0))
+    mid_epoch = int(state.get("step", 0)) > 0
+    free = RESUMABLE_FIELDS + (AVERAGING_FIELDS if _averaging_unstarted(before, done, mid_epoch)
+                               and _averaging_unstarted(now, done, mid_epoch) else ())
     changed = [f"{k} is {before.get(k)!r} there, {now[k]!r} here" for k in now
-               if k not in RESUMABLE_FIELDS and before.get(k) != now[k]]
+               if k not in free and before.get(k) != now[k]]
     if saved_shape is not None and tuple(saved_shape) != tuple(x_shape):
         changed.append(f"images are {list(saved_shape)} there, {list(x_shape)} here")
     if changed:
@@ -174,7 +181,14 @@ def check_resumable(out: Path, config: TrainConfig, x_shape) -> int:
             f"checkpoint: {path} was written by another configuration ({'; '.join(changed)}); "
             "resume with its own settings, or start a new run"
         )
-    return int(state.get("epoch", 0))
+    return done
+
+
+def _averaging_unstarted(config: Dict[str, Any], done: int, mid_epoch: bool) -> bool:
+    """Whether a run of ``config`` stopped after ``done`` epochs has no average yet."""
+    start = config.get("average_start", 0)
+    return config.get("weight_average", "none") == "none" or done < start or (
+        done == start and not mid_epoch)
 
 
 def train(
@@ -212,6 +226,8 @@ def train(
         epochs=config.epochs, batch_size=config.batch_size, elbo=_elbo(config, model),
         optimizer=config.optimizer, lr=config.lr, weight_decay=config.weight_decay,
         lr_schedule=config.lr_schedule, clip_norm=config.clip_norm or None,
+        weight_average=config.weight_average, average_start=config.average_start,
+        ema_decay=config.ema_decay,
         early_stopping=config.early_stopping,
         step=None if config.step == "auto" else config.step, seed=config.seed, device=device,
         transform=_transform(config),

@@ -1,4 +1,5 @@
-"""Training: the :class:`Trainer` loop, its :mod:`callbacks`, and the state they share."""
+"""Training: the :class:`Trainer` loop, its :mod:`callbacks`, and the state they share;
+:mod:`averaging` keeps an average of the weights."""
 
 from .callbacks import (
     Callback,
@@ -15,11 +16,12 @@ from .callbacks import (
     StepHook,
     TensorBoard,
 )
+from .averaging import WeightAverage
 from .state import Progress, TrainState
 from .trainer import Trainer
 
 __all__ = [
     "Callback", "Checkpointing", "EarlyStopping", "EpochHooks", "EpochLog", "Evaluation",
     "KLWarmup", "LRSchedule", "Metrics", "MetricsFile", "Progress", "ProgressBar", "StepHook",
-    "TensorBoard", "TrainState", "Trainer",
+    "TensorBoard", "TrainState", "Trainer", "WeightAverage",
 ]
