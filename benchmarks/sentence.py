@@ -70,7 +70,9 @@ def config_of(name: str, args) -> TrainConfig:
         dropout=args.dropout,
         epochs=args.epochs, batch_size=32, clip_norm=5.0, z_dim=args.z_dim,
         embed_dim=args.embed_dim, hidden_size=args.hidden_size,
-        seed=args.seed, out=str(out), threads=args.threads)
+        seed=args.seed, out=str(out), threads=args.threads,
+        **({"weight_average": args.weight_average, "average_start": args.average_start}
+           if args.weight_average else {}))
 
 
 def run(name: str, args) -> Run:
@@ -117,6 +119,10 @@ def main(argv=None):
     p.add_argument("--hidden-size", type=int, default=256)
     p.add_argument("--dropout", type=float, default=0.0,
                    help="dropout on the decoder's embeddings and outputs")
+    p.add_argument("--weight-average", choices=("swa", "ema"), default=None,
+                   help="measure an average of the weights (default: the last weights)")
+    p.add_argument("--average-start", type=int, default=0,
+                   help="epochs before the weight average begins")
     p.add_argument("--iw-samples", type=int, default=100)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)

@@ -185,9 +185,14 @@ class Run:
     epoch: int
 
     @classmethod
-    def load(cls, folder, device: Optional[str] = "cpu", best: bool = True) -> "Run":
+    def load(cls, folder, device: Optional[str] = "cpu", best: bool = True,
+             averaged: bool = True) -> "Run":
         """The run in ``folder`` with its best checkpoint (when early stopping kept one
-        and ``best``), else its newest; the model in eval mode on ``device``."""
+        and ``best``), else its newest; the model in eval mode on ``device``.
+
+        A run trained with a weight average holds the average
+        (:mod:`pyro_vae.training.averaging`); ``averaged=False`` loads the training
+        weights of the same epoch instead, where the checkpoint keeps them."""
         from .config import TrainConfig
         from .infer import resolve_device
         from .train import build_model
@@ -204,7 +209,15 @@ class Run:
         if hasattr(config, "vocab") and (folder / VOCAB).is_file():  # wherever the run now lies
             config = dataclasses.replace(config, vocab=str(folder / VOCAB))
         model = build_model(config, x_shape, num_classes)
-        load_model_params(model, state["params"], path)
+        params = state["params"]
+        if not averaged:
+            average = state.get("callbacks", {}).get("weight_average") or {}
+            if "training" not in average:
+                raise ValueError(f"averaged: {path} holds no average and training weights "
+                                 "beside it (the run had no --weight-average, or it had not "
+                                 "begun by that epoch)")
+            params = {**params, **average["training"]}
+        load_model_params(model, params, path)
         model = model.to(resolve_device(device)).eval()
         return cls(folder, model, config, path, int(state.get("epoch", 0)))
 

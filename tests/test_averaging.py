@@ -137,6 +137,8 @@ def test_the_command_line_adds_averaging_to_a_resumed_run_and_rewrites_its_confi
     base = ["train", "--data", "mnist-10k", "--train-size", "64", "--z-dim", "2",
             "--hidden", "8", "--batch-size", "32", "--out", str(out)]
     assert main(base + ["--epochs", "1"]) == 0
+    with pytest.raises(ValueError, match="averaged: .* holds no average"):
+        Run.load(out, averaged=False)
     assert main(["train", "--resume", str(out), "--epochs", "2", "--weight-average", "swa",
                  "--average-start", "1"]) == 0
     assert read_config(out)["weight_average"] == "swa"
@@ -145,6 +147,9 @@ def test_the_command_line_adds_averaging_to_a_resumed_run_and_rewrites_its_confi
     state = load_checkpoint(out / CHECKPOINT)
     assert state["callbacks"]["weight_average"]["count"] == 2
     _close(run.model.state_dict(), state["params"])
+    last = Run.load(out, averaged=False).model.state_dict()
+    _close(last, {**state["params"], **state["callbacks"]["weight_average"]["training"]})
+    assert not torch.equal(last["decoder.net.0.weight"], state["params"]["decoder.net.0.weight"])
     # once the average has begun, its settings are part of the run
     message = r"weight_average is 'swa' there, 'none' here"
     with pytest.raises(ValueError, match=message):
