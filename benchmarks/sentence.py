@@ -63,11 +63,12 @@ ROWS = {
 
 
 def config_of(name: str, args) -> TrainConfig:
-    out = Path(args.out) / f"{name}-n{args.train_size or 'all'}-d{args.dropout:g}"
+    out = Path(args.out) / (f"{name}-n{args.train_size or 'all'}-d{args.dropout:g}"
+                            + ("-tied" if args.tie_embeddings else ""))
     warmup = {"warmup_epochs": args.warmup_epochs} if "warmup" in ROWS[name] else {}
     return TrainConfig.for_model(
         "sentence", **ROWS[name], **warmup, data=args.data, train_size=args.train_size,
-        dropout=args.dropout,
+        dropout=args.dropout, tie_embeddings=args.tie_embeddings,
         epochs=args.epochs, batch_size=32, clip_norm=5.0, z_dim=args.z_dim,
         embed_dim=args.embed_dim, hidden_size=args.hidden_size,
         seed=args.seed, out=str(out), threads=args.threads,
@@ -119,6 +120,8 @@ def main(argv=None):
     p.add_argument("--hidden-size", type=int, default=256)
     p.add_argument("--dropout", type=float, default=0.0,
                    help="dropout on the decoder's embeddings and outputs")
+    p.add_argument("--tie-embeddings", action="store_true",
+                   help="the decoder's softmax weights are its input embeddings")
     p.add_argument("--weight-average", choices=("swa", "ema"), default=None,
                    help="measure an average of the weights (default: the last weights)")
     p.add_argument("--average-start", type=int, default=0,

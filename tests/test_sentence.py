@@ -188,6 +188,28 @@ def test_decoder_dropout_acts_in_training_steps_only(toy):
         SentenceDecoder(10, 4, dropout=1.0)
 
 
+@pytest.mark.parametrize("hidden_size", [8, 16])
+def test_tied_embeddings_share_one_matrix_and_train_through_both_uses(toy, hidden_size):
+    torch.manual_seed(0)
+    decoder = SentenceDecoder(len(toy.vocab), 4, embed_dim=8, hidden_size=hidden_size,
+                              tie_embeddings=True)
+    untied = SentenceDecoder(len(toy.vocab), 4, embed_dim=8, hidden_size=hidden_size)
+    assert decoder.out.weight is decoder.embed.weight
+    assert (decoder.project is None) == (hidden_size == 8)
+    saved = sum(p.numel() for p in untied.parameters()) - sum(
+        p.numel() for p in decoder.parameters())
+    assert saved == len(toy.vocab) * hidden_size - (0 if hidden_size == 8 else 8 * hidden_size)
+    inputs, z = toy.x_test[:4], torch.randn(4, 4)
+    logits, _ = decoder(inputs, z)
+    assert logits.shape == (*inputs.shape, len(toy.vocab))
+    logits.logsumexp(-1).sum().backward()
+    unread = sorted(set(range(4, len(toy.vocab))) - set(inputs.flatten().tolist()))
+    # a word no input reads gets its gradient through the softmax layer alone
+    assert decoder.embed.weight.grad[unread[0]].abs().sum() > 0
+    model = tiny(toy.vocab, tie_embeddings=True)
+    assert model.decoder.out.weight is model.decoder.embed.weight
+
+
 def test_predictive_draws_sentences(toy):
     model = tiny(toy.vocab, max_len=7)
     draws = Predictive(model.model, num_samples=2)(num=3)

@@ -51,6 +51,8 @@ class SentenceConfig(TrainConfig):
                                  "in training (Bowman et al. 2016); 0: none")
     dropout: float = option(0.0, "dropout rate on the decoder's input embeddings and "
                             "outputs in training (Zaremba et al. 2014); 0: none")
+    tie_embeddings: bool = option(False, "the decoder's softmax weights are its input "
+                                  "embeddings (Press & Wolf 2017)")
     free_bits: float = option(0.0, "free bits (Kingma et al. 2016): nats of batch-mean KL "
                               "per dimension (or the whole code, --free-bits-per level) "
                               "that cost as much as none; 0: off")
@@ -118,6 +120,7 @@ class SentenceVAE(Model):
     :param z_every_step: the decoder reads ``z`` beside every input word.
     :param word_dropout: rate of :func:`~pyro_vae.text.batches.word_dropout` in training.
     :param dropout: dropout rate on the decoder's embeddings and RNN outputs in training.
+    :param tie_embeddings: the decoder's softmax weights are its input embeddings.
     :param free_bits: nats per dimension (or per code), 0 for none.
     :param free_bits_per: ``"dimension"`` or ``"level"`` (:mod:`pyro_vae.free_bits`).
     :param beta: weight of the KL term.
@@ -136,7 +139,8 @@ class SentenceVAE(Model):
     def __init__(self, vocab: Union[Vocabulary, Sequence[str], int] = 10000,
                  z_dim: int = 32, embed_dim: int = 256, hidden_size: int = 256,
                  cell: str = "gru", bidirectional: bool = False, z_every_step: bool = True,
-                 word_dropout: float = 0.0, dropout: float = 0.0, free_bits: float = 0.0,
+                 word_dropout: float = 0.0, dropout: float = 0.0,
+                 tie_embeddings: bool = False, free_bits: float = 0.0,
                  free_bits_per: str = "dimension", beta: float = 1.0,
                  language_model: bool = False, max_len: int = 50, aggressive_steps: int = 0,
                  encoder: Optional[nn.Module] = None, decoder: Optional[nn.Module] = None,
@@ -175,7 +179,8 @@ class SentenceVAE(Model):
         self.aggressive = self.aggressive_steps > 0  # AggressivePhase turns it off
         self.decoder = decoder or SentenceDecoder(size, self.z_dim, embed_dim, hidden_size,
                                                   cell, z_every_step,
-                                                  use_z=not language_model, dropout=dropout)
+                                                  use_z=not language_model, dropout=dropout,
+                                                  tie_embeddings=tie_embeddings)
         self.encoder = None if language_model else encoder or SentenceEncoder(
             size, 2 * self.z_dim, embed_dim, hidden_size, cell, bidirectional)
 

@@ -57,12 +57,15 @@ class SentenceDecoder(nn.Module):
     reads no code at all: an RNN language model with the same layers. ``dropout`` is the
     rate of dropout on the input embeddings and on the RNN outputs before the softmax
     layer (Zaremba et al. 2014), applied in training steps only (``training`` and
-    gradients enabled).
+    gradients enabled). With ``tie_embeddings`` the softmax layer's weights are the input
+    embeddings (Press & Wolf 2017; Inan et al. 2017), the logits
+    ``E P h + b`` with ``E: [V, embed_dim]`` and ``P`` a linear map from the RNN's
+    outputs to the embedding width when the two differ (else the identity).
     """
 
     def __init__(self, vocab_size: int, z_dim: int, embed_dim: int = 256,
                  hidden_size: int = 256, cell: str = "gru", z_every_step: bool = True,
-                 use_z: bool = True, dropout: float = 0.0):
+                 use_z: bool = True, dropout: float = 0.0, tie_embeddings: bool = False):
         super().__init__()
         _check_cell(cell)
         if not 0 <= dropout < 1:
@@ -75,7 +78,11 @@ class SentenceDecoder(nn.Module):
         self.rnn = CELLS[cell](inputs, hidden_size, batch_first=True)
         self.init = nn.Linear(z_dim, hidden_size * (2 if cell == "lstm" else 1)) if use_z \
             else None
-        self.out = nn.Linear(hidden_size, vocab_size)
+        tied = tie_embeddings and hidden_size != embed_dim
+        self.project = nn.Linear(hidden_size, embed_dim, bias=False) if tied else None
+        self.out = nn.Linear(embed_dim if tie_embeddings else hidden_size, vocab_size)
+        if tie_embeddings:
+            self.out.weight = self.embed.weight
 
     def initial_state(self, z: torch.Tensor) -> State:
         """The RNN state before the first token: ``[1, B, H]`` (a pair for the LSTM)."""
@@ -99,7 +106,8 @@ class SentenceDecoder(nn.Module):
         never = torch.zeros(self.out.out_features, dtype=torch.bool, device=h.device)
         never[[Vocabulary.pad, Vocabulary.bos]] = True
         bias = self.out.bias.masked_fill(never, float("-inf"))  # one pass over [..., V]
-        return F.linear(self._drop(h), self.out.weight, bias)
+        h = self._drop(h)
+        return F.linear(h if self.project is None else self.project(h), self.out.weight, bias)
 
     def _drop(self, h: torch.Tensor) -> torch.Tensor:
         training = self.training and torch.is_grad_enabled()
