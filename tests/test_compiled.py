@@ -14,7 +14,8 @@ from pyro_vae.compiled import CapturedLoss, trace_loss
 from pyro_vae.infer import make_elbo
 from pyro_vae.models.base import Model
 from pyro_vae.steps import FusedStep
-from pyro_vae.training import Callback
+
+from helpers import StepSeen
 
 X_SHAPE = (1, 6, 5)
 X = torch.rand((40,) + X_SHAPE, generator=torch.Generator().manual_seed(0)).bernoulli()
@@ -96,13 +97,6 @@ def test_the_replayed_graph_is_the_uncaptured_loss_bit_for_bit(elbo, make):
     assert loss.captures == 1 and loss.reason is None
     assert _identical(replayed, _loss_and_grads(module, _uncaptured(module, elbo), batch))
     _close(replayed, _loss_and_grads(module, _pyros(module, elbo), batch))
-
-
-class StepSeen(Callback):
-    """Keeps the step the trainer runs."""
-
-    def on_fit_start(self, state, probe):
-        self.step = state.step
 
 
 def _fit(step=None, model=None, epochs=3, **kw):

@@ -15,9 +15,8 @@ from pyro_vae.infer import make_elbo
 from pyro_vae.iwae import IWAE
 from pyro_vae.models import HVAE, M2, VAE
 from pyro_vae.steps import FusedStep
-from pyro_vae.training.callbacks import Callback
 
-from test_evaluate import PPCA
+from helpers import PPCA, StepSeen
 
 
 def _binary(n=12, seed=0):
@@ -111,11 +110,6 @@ def test_a_guide_without_rsample_is_refused():
 def test_bad_num_particles(bad):
     with pytest.raises(ValueError, match="num_particles: expected a positive integer"):
         IWAE(num_particles=bad)
-
-
-class StepSeen(Callback):
-    def on_fit_start(self, state, probe):
-        self.step = state.step
 
 
 @pytest.mark.parametrize("make", [
