@@ -104,6 +104,16 @@ def test_the_checkpoint_holds_the_average_and_resume_is_exact(tmp_path):
     assert [r["test_loss"] for r in resumed] == [r["test_loss"] for r in history]
 
 
+def test_resuming_an_averaged_run_without_its_average_is_refused(tmp_path):
+    _fit(tmp_path, weight_average="swa", average_start=1)
+    pyro.clear_param_store()
+    vae = VAE((1, 6, 6), z_dim=2, hidden=(8,))
+    with pytest.raises(ValueError, match="weight_average: the checkpoint resumed at the end "
+                                         r"of epoch 3 \(step 12\) holds a weight average"):
+        fit(vae.model, vae.guide, DATA, epochs=4, batch_size=BATCH, run_dir=tmp_path,
+            resume=True)
+
+
 def test_resuming_past_the_start_without_an_average_is_refused(tmp_path):
     pyro.clear_param_store()
     vae = VAE((1, 6, 6), z_dim=2, hidden=(8,))

@@ -16,6 +16,7 @@ import torch
 from ..distributed import all_sum, rank as dist_rank, shard, world_size
 from ..interrupt import Interrupted, deferred_signals
 from ..steps import NonFiniteStep, owner
+from . import averaging
 from .callbacks import Callback
 from .state import Probe, TrainState
 
@@ -79,6 +80,7 @@ class Trainer:
         self._handlers = {}  # callbacks may have been added since
         try:
             self.emit("on_fit_start", Probe(data, self.batching))
+            self.check_averaging()
             with deferred_signals() as self._pending:
                 for epoch in range(self.state.progress.epoch + 1, epochs + 1):
                     self.run_epoch(data, epoch)
@@ -89,6 +91,16 @@ class Trainer:
         finally:
             self.emit("on_fit_end")
         return self.state.history
+
+    def check_averaging(self) -> None:
+        """Refuse to go on from a checkpoint whose parameters are a weight average
+        without the callback that puts the training weights back."""
+        if "training" in self.state.extra.get(averaging.KEY, {}) and not any(
+                isinstance(c, averaging.WeightAverage) for c in self.callbacks):
+            raise ValueError(
+                f"weight_average: the checkpoint resumed at {self.state.progress.describe()} "
+                "holds a weight average in place of the training weights; resume it with "
+                "its weight_average and average_start")
 
     def run_epoch(self, data: Tuple[torch.Tensor, ...], epoch: int) -> None:
         at = self.state.progress
