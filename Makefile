@@ -66,7 +66,7 @@ bench-m2: install
 		--m1-epochs 15 --m1m2-epochs 10
 
 # the SDGM with stochastic weight averaging over epochs 61-100, five label draws, beside
-# labels alone, M2 and M1+M2 (docs/adgm.md); about 3 h on one core
+# labels alone, M2 and M1+M2 (docs/adgm.md); about 3.5 h on one core
 bench-sdgm: install
 	OMP_NUM_THREADS=1 $(PY) benchmarks/m2.py --methods sdgm labels-only m2 m1+m2 --adgm-epochs 100 \
 		--adgm-weight-average swa --adgm-average-start 60 --cache runs/bench-m2-swa
@@ -135,7 +135,7 @@ bench-sentence: install
 	OMP_NUM_THREADS=1 $(PY) benchmarks/sentence.py --train-size 5000 --epochs 5 --warmup-epochs 3 \
 		--dropout 0.5 --iw-samples 100 --test-size 200 --out runs/bench-sentence-ablation
 	OMP_NUM_THREADS=1 $(PY) benchmarks/sentence.py --rows lm warmup-fb --epochs 16 --warmup-epochs 4 \
-		--dropout 0.5 --iw-samples 500 --test-size 500
+		--dropout 0.5 --weight-average swa --average-start 13 --iw-samples 500 --test-size 500
 
 clean:
 	rm -rf runs .pytest_cache build dist *.egg-info
