@@ -44,6 +44,7 @@ from pyro_vae import (M2, VAE, InterleavedBatches, TrainConfig, accuracy, encode
 from pyro_vae.checkpoint import CHECKPOINT
 from pyro_vae.runs import Run
 from pyro_vae.train import train
+from pyro_vae.training.averaging import KINDS as AVERAGES
 
 METHODS = ["labels-only", "m2-sparse", "m2", "m1-labels-only", "m1+m2", "m1+m2-sampled",
            "adgm", "sdgm"]
@@ -158,7 +159,7 @@ def main(argv=None):
                         help="ADGM and SDGM's classification weight (default: the model's)")
     parser.add_argument("--adgm-lr-schedule", default=None,
                         help="ADGM and SDGM's learning-rate schedule, e.g. cosine (default: none)")
-    parser.add_argument("--adgm-weight-average", default=None, choices=("swa", "ema"),
+    parser.add_argument("--adgm-weight-average", default=None, choices=AVERAGES[1:],
                         help="ADGM and SDGM evaluated with an average of their weights "
                              "(default: none)")
     parser.add_argument("--adgm-average-start", type=int, default=None,

@@ -48,6 +48,7 @@ from pyro_vae.runs import Run, read_metrics
 from pyro_vae.text.report import perplexities
 from pyro_vae.text.vocab import lengths
 from pyro_vae.train import prepare_data, train
+from pyro_vae.training.averaging import KINDS as AVERAGES
 
 ROWS = {
     "lm": {"language_model": True},
@@ -122,7 +123,7 @@ def main(argv=None):
                    help="dropout on the decoder's embeddings and outputs")
     p.add_argument("--tie-embeddings", action="store_true",
                    help="the decoder's softmax weights are its input embeddings")
-    p.add_argument("--weight-average", choices=("swa", "ema"), default=None,
+    p.add_argument("--weight-average", choices=AVERAGES[1:], default=None,
                    help="measure an average of the weights (default: the last weights)")
     p.add_argument("--average-start", type=int, default=0,
                    help="epochs before the weight average begins")

@@ -36,7 +36,7 @@ from .semisupervised import keep_labels
 from .stacking import encode_data
 from .text import TextData, Vocabulary, load_text
 from .text.report import write_samples
-from .training import callbacks as cb
+from .training import averaging, callbacks as cb
 
 logger = logging.getLogger(__name__)
 TEST_BINARIZE_SEED = 0  # the binarised test set is the same for every run
@@ -168,10 +168,9 @@ def check_resumable(out: Path, config: TrainConfig, x_shape) -> int:
     except (TypeError, ValueError) as err:
         raise ValueError(f"checkpoint: {path} holds a config this version cannot read ({err})")
     now = config.to_dict()
-    done = int(state.get("epoch", 0))
-    mid_epoch = int(state.get("step", 0)) > 0
-    free = RESUMABLE_FIELDS + (AVERAGING_FIELDS if _averaging_unstarted(before, done, mid_epoch)
-                               and _averaging_unstarted(now, done, mid_epoch) else ())
+    done, step = int(state.get("epoch", 0)), int(state.get("step", 0))
+    free = RESUMABLE_FIELDS + (AVERAGING_FIELDS if not _averaging_begun(before, done, step)
+                               and not _averaging_begun(now, done, step) else ())
     changed = [f"{k} is {before.get(k)!r} there, {now[k]!r} here" for k in now
                if k not in free and before.get(k) != now[k]]
     if saved_shape is not None and tuple(saved_shape) != tuple(x_shape):
@@ -184,11 +183,11 @@ def check_resumable(out: Path, config: TrainConfig, x_shape) -> int:
     return done
 
 
-def _averaging_unstarted(config: Dict[str, Any], done: int, mid_epoch: bool) -> bool:
-    """Whether a run of ``config`` stopped after ``done`` epochs has no average yet."""
-    start = config.get("average_start", 0)
-    return config.get("weight_average", "none") == "none" or done < start or (
-        done == start and not mid_epoch)
+def _averaging_begun(config: Dict[str, Any], done: int, step: int) -> bool:
+    """Whether a run of ``config`` stopped ``step`` steps after ``done`` epochs holds an
+    average."""
+    return config.get("weight_average", "none") != "none" and averaging.begun(
+        config.get("average_start", 0), done, step)
 
 
 def train(

@@ -54,16 +54,17 @@ class WeightAverage(Callback):
         self.decay = decay
 
     def on_epoch_start(self, state, epoch):
+        self.live = live = _live(state)  # the same tensors all epoch: looked up once
         mine = state.extra.get(KEY)
         if mine is None:
-            if _steps_since(state, self.start):
+            at = state.progress
+            if begun(self.start, at.epoch, at.step):
                 raise ValueError(
                     f"average_start: this run resumes at {state.progress.describe()}, after "
                     f"averaging should have begun (at the end of epoch {self.start}), from "
                     "a checkpoint without an average; set average_start to at least "
                     f"{state.progress.epoch}, or start a new run")
             return
-        live = _live(state)
         if "training" in mine:  # the model holds the average since the last epoch ended
             _copy(live, mine.pop("training"))
         mine["average"] = {k: v.to(live[k].device) for k, v in mine["average"].items()}
@@ -71,7 +72,7 @@ class WeightAverage(Callback):
     def on_step_end(self, state, loss):
         if loss != loss or state.progress.epoch < self.start:  # a skipped step, or too early
             return
-        live = _live(state)
+        live = self.live
         mine = state.extra.get(KEY)
         if mine is None:
             state.extra[KEY] = {"count": 1, "average": {k: v.detach().clone()
@@ -93,10 +94,10 @@ class WeightAverage(Callback):
         _copy(live, mine["average"])
 
 
-def _steps_since(state, start: int) -> bool:
-    """Whether steps have been taken after epoch ``start``."""
-    at = state.progress
-    return at.epoch > start or (at.epoch == start and at.step > 0)
+def begun(start: int, epoch: int, step: int) -> bool:
+    """Whether an average from the end of epoch ``start`` holds steps, ``step`` steps into
+    the epoch after ``epoch`` completed ones."""
+    return epoch > start or (epoch == start and step > 0)
 
 
 def _live(state) -> Dict[str, torch.Tensor]:
