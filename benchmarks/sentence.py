@@ -45,6 +45,7 @@ from pyro_vae import TrainConfig
 from pyro_vae.checkpoint import CHECKPOINT
 from pyro_vae.evaluate import evaluation_report
 from pyro_vae.runs import Run, read_metrics
+from pyro_vae.text.nets import SOFTMAXES
 from pyro_vae.text.report import perplexities
 from pyro_vae.text.vocab import lengths
 from pyro_vae.train import prepare_data, train
@@ -65,11 +66,12 @@ ROWS = {
 
 def config_of(name: str, args) -> TrainConfig:
     out = Path(args.out) / (f"{name}-n{args.train_size or 'all'}-d{args.dropout:g}"
-                            + ("-tied" if args.tie_embeddings else ""))
+                            + ("-tied" if args.tie_embeddings else "")
+                            + ("-adaptive" if args.softmax == "adaptive" else ""))
     warmup = {"warmup_epochs": args.warmup_epochs} if "warmup" in ROWS[name] else {}
     return TrainConfig.for_model(
         "sentence", **ROWS[name], **warmup, data=args.data, train_size=args.train_size,
-        dropout=args.dropout, tie_embeddings=args.tie_embeddings,
+        dropout=args.dropout, tie_embeddings=args.tie_embeddings, softmax=args.softmax,
         epochs=args.epochs, batch_size=32, clip_norm=5.0, z_dim=args.z_dim,
         embed_dim=args.embed_dim, hidden_size=args.hidden_size,
         seed=args.seed, out=str(out), threads=args.threads,
@@ -123,6 +125,8 @@ def main(argv=None):
                    help="dropout on the decoder's embeddings and outputs")
     p.add_argument("--tie-embeddings", action="store_true",
                    help="the decoder's softmax weights are its input embeddings")
+    p.add_argument("--softmax", choices=SOFTMAXES, default="full",
+                   help="the decoder's softmax layer (adaptive: its default cutoffs)")
     p.add_argument("--weight-average", choices=AVERAGES[1:], default=None,
                    help="measure an average of the weights (default: the last weights)")
     p.add_argument("--average-start", type=int, default=0,

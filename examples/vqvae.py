@@ -14,7 +14,6 @@ import argparse
 from pathlib import Path
 
 import pyro
-import torch
 
 from pyro_vae import fit, load_dataset, plots
 from pyro_vae.models import VQVAE

@@ -17,7 +17,7 @@ from pyro_vae.models.sentence import trim
 from pyro_vae.text import (Vocabulary, beam_search, bucket_batches, greedy, load_text,
                            toy_sentences, word_dropout)
 from pyro_vae.text.distribution import SentenceDistribution
-from pyro_vae.text.nets import SentenceDecoder
+from pyro_vae.text.nets import SOFTMAXES, SentenceDecoder, default_cutoffs
 from pyro_vae.text.vocab import lengths
 
 
@@ -73,8 +73,9 @@ def _padded(x, extra):
     return torch.cat([x, torch.zeros(len(x), extra, dtype=x.dtype)], 1)
 
 
-def test_padding_changes_no_loss(toy):
-    model = tiny(toy.vocab).eval()
+@pytest.mark.parametrize("softmax", SOFTMAXES)
+def test_padding_changes_no_loss(toy, softmax):
+    model = tiny(toy.vocab, softmax=softmax).eval()
     x = toy.x_test[:16]
     losses = []
     for extra in (0, 3, 11):
@@ -83,8 +84,9 @@ def test_padding_changes_no_loss(toy):
     assert losses[0] == pytest.approx(losses[1], abs=1e-4) == pytest.approx(losses[2], abs=1e-4)
 
 
-def test_site_log_prob_is_the_sum_over_real_tokens(toy):
-    model = tiny(toy.vocab).eval()
+@pytest.mark.parametrize("softmax", SOFTMAXES)
+def test_site_log_prob_is_the_sum_over_real_tokens(toy, softmax):
+    model = tiny(toy.vocab, softmax=softmax).eval()
     x = _padded(toy.x_test[:5], 4)
     trace = poutine.trace(model.model).get_trace(x)
     site, z = trace.nodes["x"], trace.nodes["z"]["value"]
@@ -108,10 +110,11 @@ def test_iw_bound_is_above_the_elbo(toy):
     assert iw >= elbo
 
 
-def test_iw_estimate_is_exact_when_the_decoder_ignores_z(toy):
+@pytest.mark.parametrize("softmax", SOFTMAXES)
+def test_iw_estimate_is_exact_when_the_decoder_ignores_z(toy, softmax):
     """With ``language_model`` the decoder reads no z and q = p, so every weight is
     p(x): the estimate equals the exact log p(x), the sum of the tokens' log-probs."""
-    model = tiny(toy.vocab, language_model=True).eval()
+    model = tiny(toy.vocab, language_model=True, softmax=softmax).eval()
     x = toy.x_test[:6]
     iw = iw_log_likelihood(model.model, model.guide, x, num_samples=7)
     site = poutine.trace(model.model).get_trace(x).nodes["x"]
@@ -125,10 +128,11 @@ class DiscreteCodeSentences:
     classes, ``x ~ SentenceDistribution(decoder, onehot(k))`` on a vocabulary of 7.
     Its marginal ``log p(x) = logsumexp_k [log pi_k + log p(x | k)]`` is exact."""
 
-    def __init__(self, classes=3):
+    def __init__(self, classes=3, softmax="full"):
         torch.manual_seed(0)
         self.classes, self.logits = classes, 2 * torch.randn(classes)
-        self.decoder = SentenceDecoder(7, classes, embed_dim=4, hidden_size=6).eval()
+        self.decoder = SentenceDecoder(7, classes, embed_dim=4, hidden_size=6,
+                                       softmax=softmax).eval()
 
     def joint(self, x):
         """``log p(x, k)`` for every class: ``[B, K]``."""
@@ -156,10 +160,11 @@ class DiscreteCodeSentences:
 
 
 @torch.no_grad()
-def test_iw_estimate_equals_the_exact_marginal_of_a_discrete_code():
+@pytest.mark.parametrize("softmax", SOFTMAXES)
+def test_iw_estimate_equals_the_exact_marginal_of_a_discrete_code(softmax):
     """With q(k | x) the exact posterior every importance weight is p(x), so any K gives
     the exact marginal; with a uniform q, K = 3,000 draws give it to a few hundredths."""
-    toy_model = DiscreteCodeSentences()
+    toy_model = DiscreteCodeSentences(softmax=softmax)
     x = torch.tensor([[4, 5, 6, 3, 0], [6, 3, 0, 0, 0], [5, 5, 4, 4, 3]])  # 3 is <eos>
     exact = torch.logsumexp(toy_model.joint(x), -1)
     assert (exact < 0).all() and exact.std() > 0.1
@@ -195,6 +200,9 @@ def test_tied_embeddings_share_one_matrix_and_train_through_both_uses(toy, hidde
                               tie_embeddings=True)
     untied = SentenceDecoder(len(toy.vocab), 4, embed_dim=8, hidden_size=hidden_size)
     assert decoder.out.weight is decoder.embed.weight
+    # at the softmax layer's scale, not N(0, 1): logits start small
+    assert decoder.embed.weight.abs().max() <= 8 ** -0.5
+    assert (decoder.embed.weight[Vocabulary.pad] == 0).all()
     assert (decoder.project is None) == (hidden_size == 8)
     saved = sum(p.numel() for p in untied.parameters()) - sum(
         p.numel() for p in decoder.parameters())
@@ -208,6 +216,42 @@ def test_tied_embeddings_share_one_matrix_and_train_through_both_uses(toy, hidde
     assert decoder.embed.weight.grad[unread[0]].abs().sum() > 0
     model = tiny(toy.vocab, tie_embeddings=True)
     assert model.decoder.out.weight is model.decoder.embed.weight
+
+
+def test_adaptive_softmax_is_a_distribution_over_the_vocabulary(toy):
+    torch.manual_seed(0)
+    v = len(toy.vocab)
+    decoder = SentenceDecoder(v, 4, embed_dim=8, hidden_size=16, softmax="adaptive",
+                              cutoffs=(8, 20))
+    x = toy.x_test[:6]
+    h, _ = decoder.hidden(torch.cat([torch.full_like(x[:, :1], Vocabulary.bos), x[:, :-1]],
+                                    1), torch.randn(6, 4))
+    log_p = decoder.logits(h)
+    assert log_p.shape == (*x.shape, v)
+    assert torch.allclose(log_p.logsumexp(-1), torch.zeros(x.shape), atol=1e-5)
+    assert (log_p[..., [Vocabulary.pad, Vocabulary.bos]] == -math.inf).all()
+    # scoring the targets alone equals reading them off the full distribution
+    by_row = log_p.gather(-1, x.unsqueeze(-1)).squeeze(-1).masked_fill(x == 0, 0.0)
+    assert torch.allclose(decoder.score(h, x), by_row, atol=1e-5)
+    assert (decoder.score(h, x)[x == 0] == 0).all()
+    # a rare word's probability trains its cluster's layers, a frequent one's only the head
+    frequent, rare = torch.tensor([[5]]), torch.tensor([[v - 2]])
+    decoder.score(h[:1, :1], rare).sum().backward()
+    assert decoder.out.tail[1][1].weight.grad.abs().sum() > 0
+    decoder.zero_grad()
+    decoder.score(h[:1, :1].detach(), frequent).sum().backward()
+    assert decoder.out.tail[1][1].weight.grad is None or \
+        decoder.out.tail[1][1].weight.grad.abs().sum() == 0
+    assert default_cutoffs(10002) == (1000, 4000) and default_cutoffs(7) == (5,)
+    for bad in [(3,), (20, 8), (8, v - 1)]:
+        with pytest.raises(ValueError, match="cutoffs"):
+            SentenceDecoder(v, 4, softmax="adaptive", cutoffs=bad)
+    with pytest.raises(ValueError, match="tie_embeddings"):
+        SentenceDecoder(v, 4, softmax="adaptive", tie_embeddings=True)
+    with pytest.raises(ValueError, match="softmax"):
+        SentenceDecoder(v, 4, softmax="sampled")
+    with pytest.raises(ValueError, match="cutoffs"):
+        SentenceDecoder(v, 4, cutoffs=(8,))
 
 
 def test_predictive_draws_sentences(toy):
@@ -261,8 +305,9 @@ def test_aggressive_steps_move_the_encoder_only(toy):
 
 
 # --------------------------------------------------------------- decoding
-def test_greedy_is_deterministic_and_beam_of_one_is_greedy(toy):
-    model = tiny(toy.vocab).eval()
+@pytest.mark.parametrize("softmax", SOFTMAXES)
+def test_greedy_is_deterministic_and_beam_of_one_is_greedy(toy, softmax):
+    model = tiny(toy.vocab, softmax=softmax).eval()
     z = torch.randn(5, 4)
     first, again = greedy(model.decoder, z, 12), greedy(model.decoder, z, 12)
     assert torch.equal(first, again)
@@ -339,6 +384,19 @@ def test_cli_reconstruct_and_interpolate(text_run, tmp_path, capsys):
     assert len(out.read_text().splitlines()) == 5
 
 
+def test_cli_adaptive_softmax_trains_evaluates_and_samples(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--data", "toy", "--out", str(out), "--softmax", "adaptive",
+                 "--cutoffs", "10,30", *TINY[:-4]]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["softmax"] == "adaptive" and config["cutoffs"] == [10, 30]
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--json", "--iw-samples", "5"]) == 0
+    assert math.isfinite(json.loads(capsys.readouterr().out)["nll"])
+    assert main(["sample", str(out), "--num", "3", "--decode", "beam"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
+
+
 def test_a_moved_run_keeps_its_vocabulary(text_run, tmp_path, capsys):
     import shutil
 
@@ -362,6 +420,10 @@ def test_a_moved_run_keeps_its_vocabulary(text_run, tmp_path, capsys):
     (["train", "--model", "sentence", "--data", "toy", "--no-such-flag", "1"], "no such option"),
     (["train", "--model", "sentence", "--data", "toy", "--image-size", "8"],
      "image_size: applies to images"),
+    (["train", "--model", "sentence", "--data", "toy", "--softmax", "adaptive",
+      "--tie-embeddings", "true"], "tie_embeddings: the adaptive softmax"),
+    (["train", "--model", "sentence", "--data", "toy", "--softmax", "adaptive",
+      "--cutoffs", "2"], "cutoffs: expected increasing word ranks"),
 ])
 def test_bad_input_is_one_line_exit_2(args, match, tmp_path, capsys):
     empty = tmp_path / "empty.txt"

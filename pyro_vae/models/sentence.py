@@ -20,7 +20,7 @@ from ..steps import NonFiniteStep, OptimizerStep
 from ..text import decoding
 from ..text.batches import bucket_batches
 from ..text.distribution import RNN_ROWS, SentenceDistribution
-from ..text.nets import CELLS, SentenceDecoder, SentenceEncoder
+from ..text.nets import CELLS, SOFTMAXES, SentenceDecoder, SentenceEncoder
 from ..text.vocab import Vocabulary, lengths
 from ..training.callbacks import Callback
 from .base import Model, batch_size_of
@@ -53,6 +53,13 @@ class SentenceConfig(TrainConfig):
                             "outputs in training (Zaremba et al. 2014); 0: none")
     tie_embeddings: bool = option(False, "the decoder's softmax weights are its input "
                                   "embeddings (Press & Wolf 2017)")
+    softmax: str = option("full", "the decoder's softmax layer: full, or adaptive (Grave et "
+                          "al. 2017: frequent words in a head, rarer ones in clusters behind "
+                          "narrower projections; exact probabilities, a fraction of the cost)",
+                          choices=lambda: SOFTMAXES)
+    cutoffs: Tuple[int, ...] = option(None, "word ranks where the adaptive softmax's "
+                                      "clusters begin, e.g. 1000,4000; default: a tenth and "
+                                      "two fifths of the vocabulary")
     free_bits: float = option(0.0, "free bits (Kingma et al. 2016): nats of batch-mean KL "
                               "per dimension (or the whole code, --free-bits-per level) "
                               "that cost as much as none; 0: off")
@@ -121,6 +128,8 @@ class SentenceVAE(Model):
     :param word_dropout: rate of :func:`~pyro_vae.text.batches.word_dropout` in training.
     :param dropout: dropout rate on the decoder's embeddings and RNN outputs in training.
     :param tie_embeddings: the decoder's softmax weights are its input embeddings.
+    :param softmax: ``"full"`` or ``"adaptive"`` (:class:`~pyro_vae.text.nets.SentenceDecoder`).
+    :param cutoffs: the adaptive softmax's cluster boundaries (word ranks), or ``None``.
     :param free_bits: nats per dimension (or per code), 0 for none.
     :param free_bits_per: ``"dimension"`` or ``"level"`` (:mod:`pyro_vae.free_bits`).
     :param beta: weight of the KL term.
@@ -128,7 +137,8 @@ class SentenceVAE(Model):
     :param max_len: the longest sentence decoded from a code.
     :param aggressive_steps: encoder-only steps after each SVI step, 0 for none.
     :param encoder: an ``nn.Module`` ``x: [B, T] -> [B, 2 * z_dim]`` (location, log scale).
-    :param decoder: a :class:`~pyro_vae.text.nets.SentenceDecoder` or one with its methods.
+    :param decoder: a :class:`~pyro_vae.text.nets.SentenceDecoder` or a module with its
+        ``vocab_size``, ``hidden``, ``score``, ``logits`` and ``forward``.
     """
 
     data_kind = "text"
@@ -140,7 +150,8 @@ class SentenceVAE(Model):
                  z_dim: int = 32, embed_dim: int = 256, hidden_size: int = 256,
                  cell: str = "gru", bidirectional: bool = False, z_every_step: bool = True,
                  word_dropout: float = 0.0, dropout: float = 0.0,
-                 tie_embeddings: bool = False, free_bits: float = 0.0,
+                 tie_embeddings: bool = False, softmax: str = "full",
+                 cutoffs: Optional[Sequence[int]] = None, free_bits: float = 0.0,
                  free_bits_per: str = "dimension", beta: float = 1.0,
                  language_model: bool = False, max_len: int = 50, aggressive_steps: int = 0,
                  encoder: Optional[nn.Module] = None, decoder: Optional[nn.Module] = None,
@@ -180,14 +191,15 @@ class SentenceVAE(Model):
         self.decoder = decoder or SentenceDecoder(size, self.z_dim, embed_dim, hidden_size,
                                                   cell, z_every_step,
                                                   use_z=not language_model, dropout=dropout,
-                                                  tie_embeddings=tie_embeddings)
+                                                  tie_embeddings=tie_embeddings,
+                                                  softmax=softmax, cutoffs=cutoffs)
         self.encoder = None if language_model else encoder or SentenceEncoder(
             size, 2 * self.z_dim, embed_dim, hidden_size, cell, bidirectional)
 
     # ------------------------------------------------------------ distributions
     def prior(self, num: int) -> dist.Distribution:
         """p(z) = N(0, I) for ``num`` sentences: batch ``[num]``, event ``[z_dim]``."""
-        loc = torch.zeros(num, self.z_dim, device=self.decoder.out.weight.device)
+        loc = torch.zeros(num, self.z_dim, device=self.device)
         return dist.Normal(loc, torch.ones_like(loc)).to_event(1)
 
     def posterior(self, x: torch.Tensor) -> dist.Distribution:
@@ -240,6 +252,11 @@ class SentenceVAE(Model):
     def check_elbo(self, elbo) -> None:
         """Free bits correct the KL term, which the importance-weighted bound has not."""
         check_free_bits_elbo(self.free_bits, elbo)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the decoder's parameters are."""
+        return next(self.decoder.parameters()).device
 
     @property
     def latent_shape(self) -> Tuple[int]:
@@ -312,8 +329,7 @@ class SentenceVAE(Model):
         """Sentences (words split on white space) as padded indices ``[N, T]``."""
         if self.vocab is None:
             raise ValueError("vocab: this model has no vocabulary; build it with one")
-        return self.vocab.tensor([s.split() for s in sentences]).to(
-            self.decoder.out.weight.device)
+        return self.vocab.tensor([s.split() for s in sentences]).to(self.device)
 
     # ----------------------------------------------------------------- data
     def prepare_data(self, x: torch.Tensor, name: str = "data") -> torch.Tensor:

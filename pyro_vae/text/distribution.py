@@ -38,8 +38,7 @@ def token_log_probs(decoder: SentenceDecoder, x: torch.Tensor, z: torch.Tensor,
     rows = []
     for x_c, in_c, z_c in zip(x.split(RNN_ROWS), inputs.split(RNN_ROWS), z.split(RNN_ROWS)):
         h, _ = decoder.hidden(in_c, z_c)
-        rows += [-F.cross_entropy(decoder.logits(h_l).transpose(1, 2), x_l, reduction="none",
-                                  ignore_index=Vocabulary.pad)
+        rows += [decoder.score(h_l, x_l)
                  for h_l, x_l in zip(h.split(LOGIT_ROWS), x_c.split(LOGIT_ROWS))]
     return torch.cat(rows)
 
@@ -59,7 +58,7 @@ class SentenceDistribution(TorchDistribution):
                  word_dropout: float = 0.0, temperature: float = 1.0, validate_args=None):
         self.decoder, self.z, self.length = decoder, z, int(length)
         self.word_dropout, self.temperature = word_dropout, temperature
-        self.vocab_size = decoder.out.out_features
+        self.vocab_size = decoder.vocab_size
         super().__init__(z.shape[:-1], torch.Size([self.length]), validate_args=validate_args)
 
     @constraints.dependent_property(is_discrete=True, event_dim=1)

@@ -5,7 +5,7 @@ maps previous tokens and a code ``z`` to each next token's logits. Shapes: ``B``
 sentences, ``T`` tokens, ``V`` words, ``E`` embedding width, ``H`` hidden units.
 """
 
-from typing import Optional, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -15,7 +15,41 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from .vocab import Vocabulary, lengths
 
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
+SOFTMAXES = ("full", "adaptive")
 State = Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]
+# <pad> and <bos> are never a next token: their logits are -inf, so no mass goes to them
+NEVER_NEXT = (Vocabulary.pad, Vocabulary.bos)
+
+
+class NextWordLinear(nn.Linear):
+    """``nn.Linear`` to next-word logits whose bias is ``-inf`` at :data:`NEVER_NEXT`."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__(in_features, out_features)
+        self.register_buffer("never", torch.tensor(NEVER_NEXT), persistent=False)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return F.linear(h, self.weight, self.bias.index_fill(0, self.never, float("-inf")))
+
+
+def default_cutoffs(vocab_size: int) -> Tuple[int, ...]:
+    """The adaptive softmax's cluster boundaries for ``vocab_size`` frequency-ranked
+    words: the head holds the first tenth (at least 5 words), one cluster the next three
+    tenths, one the rest (PTB's 10,002 words: 1000 and 4000)."""
+    first = max(vocab_size // 10, 5)
+    return tuple(c for c in sorted({first, max(vocab_size * 2 // 5, first + 1)})
+                 if c < vocab_size - 1)
+
+
+def check_cutoffs(cutoffs: Sequence[int], vocab_size: int) -> Tuple[int, ...]:
+    """``cutoffs`` as a tuple, or a ValueError unless increasing within ``(4, V - 1)``."""
+    cutoffs = tuple(int(c) for c in cutoffs)
+    if not cutoffs or list(cutoffs) != sorted(set(cutoffs)) or cutoffs[0] <= 4 \
+            or cutoffs[-1] >= vocab_size - 1:
+        raise ValueError(f"cutoffs: expected increasing word ranks between 4 and "
+                         f"{vocab_size - 1} (the vocabulary's size less one), got "
+                         f"{list(cutoffs)}")
+    return cutoffs
 
 
 def _check_cell(cell: str) -> None:
@@ -60,19 +94,42 @@ class SentenceDecoder(nn.Module):
     gradients enabled). With ``tie_embeddings`` the softmax layer's weights are the input
     embeddings (Press & Wolf 2017; Inan et al. 2017), the logits
     ``E P h + b`` with ``E: [V, embed_dim]`` and ``P`` a linear map from the RNN's
-    outputs to the embedding width when the two differ (else the identity).
+    outputs to the embedding width when the two differ (else the identity); ``E``
+    starts at the softmax layer's scale.
+
+    ``softmax="adaptive"`` replaces the ``H x V`` softmax layer by an adaptive one (Grave
+    et al. 2017, ``nn.AdaptiveLogSoftmaxWithLoss``): the ``cutoffs[0]`` most frequent
+    words and one entry per cluster share a head softmax, and the rarer words of cluster
+    ``i`` a softmax behind a projection to ``H / div_value^(i+1)`` units,
+
+        p(w | h) = p_head(w | h)                              w in the head
+        p(w | h) = p_head(cluster i | h) p_i(w | h)           w in cluster i,
+
+    a normalised distribution over all ``V`` words, whose cost for an observed word is
+    the head's and, for a rare one, its cluster's. The vocabulary must be ranked by
+    frequency (:meth:`Vocabulary.build` ranks it). ``cutoffs`` default to
+    :func:`default_cutoffs`. Either way ``<pad>`` and ``<bos>`` get no mass.
     """
 
     def __init__(self, vocab_size: int, z_dim: int, embed_dim: int = 256,
                  hidden_size: int = 256, cell: str = "gru", z_every_step: bool = True,
-                 use_z: bool = True, dropout: float = 0.0, tie_embeddings: bool = False):
+                 use_z: bool = True, dropout: float = 0.0, tie_embeddings: bool = False,
+                 softmax: str = "full", cutoffs: Optional[Sequence[int]] = None,
+                 div_value: float = 2.0):
         super().__init__()
         _check_cell(cell)
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout: expected a rate in [0, 1), got {dropout!r}")
+        if softmax not in SOFTMAXES:
+            raise ValueError(f"softmax: expected one of {list(SOFTMAXES)}, got {softmax!r}")
+        if softmax == "adaptive" and tie_embeddings:
+            raise ValueError("tie_embeddings: the adaptive softmax has no V x E matrix to "
+                             "tie to the embeddings; use softmax='full'")
+        if cutoffs is not None and softmax != "adaptive":
+            raise ValueError("cutoffs: only the adaptive softmax has clusters")
         self.cell, self.use_z, self.dropout = cell, use_z, float(dropout)
         self.z_every_step = z_every_step and use_z
-        self.hidden_size = hidden_size
+        self.hidden_size, self.vocab_size, self.softmax = hidden_size, vocab_size, softmax
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=Vocabulary.pad)
         inputs = embed_dim + (z_dim if self.z_every_step else 0)
         self.rnn = CELLS[cell](inputs, hidden_size, batch_first=True)
@@ -80,8 +137,23 @@ class SentenceDecoder(nn.Module):
             else None
         tied = tie_embeddings and hidden_size != embed_dim
         self.project = nn.Linear(hidden_size, embed_dim, bias=False) if tied else None
-        self.out = nn.Linear(embed_dim if tie_embeddings else hidden_size, vocab_size)
+        if softmax == "adaptive":
+            cutoffs = check_cutoffs(default_cutoffs(vocab_size) if cutoffs is None
+                                    else cutoffs, vocab_size)
+            self.out = nn.AdaptiveLogSoftmaxWithLoss(hidden_size, vocab_size, list(cutoffs),
+                                                     div_value=div_value, head_bias=True)
+            head = self.out.head
+            self.out.head = NextWordLinear(head.in_features, head.out_features)
+            self.out.head.load_state_dict(head.state_dict())
+        else:
+            self.out = NextWordLinear(embed_dim if tie_embeddings else hidden_size,
+                                      vocab_size)
         if tie_embeddings:
+            # the softmax layer's scale, U(-1/sqrt(E), 1/sqrt(E)), not the embedding's
+            # N(0, 1), whose logits E h would start in the tens
+            with torch.no_grad():
+                self.embed.weight.copy_(self.out.weight)
+                self.embed.weight[Vocabulary.pad] = 0.0
             self.out.weight = self.embed.weight
 
     def initial_state(self, z: torch.Tensor) -> State:
@@ -101,13 +173,28 @@ class SentenceDecoder(nn.Module):
         return self.rnn(e, self.initial_state(z) if state is None else state)
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
-        """Next-token logits ``[..., V]`` of RNN outputs ``h: [..., H]``; ``<pad>`` and
-        ``<bos>`` are never a next token, so their logits are -inf (no mass wasted)."""
-        never = torch.zeros(self.out.out_features, dtype=torch.bool, device=h.device)
-        never[[Vocabulary.pad, Vocabulary.bos]] = True
-        bias = self.out.bias.masked_fill(never, float("-inf"))  # one pass over [..., V]
+        """Next-token logits ``[..., V]`` of RNN outputs ``h: [..., H]`` (normalised
+        log-probabilities with the adaptive softmax); ``-inf`` at ``<pad>`` and ``<bos>``."""
+        h = self._features(h)
+        if self.softmax == "full":
+            return self.out(h)
+        return self.out.log_prob(h.reshape(-1, h.shape[-1])).view(*h.shape[:-1], -1)
+
+    def score(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``log p(targets | h)``: ``[B, T]`` of RNN outputs ``h: [B, T, H]``, 0 where the
+        target is ``<pad>``. The adaptive softmax scores only the real tokens, each in
+        its head and (for a rare word) its one cluster."""
+        if self.softmax == "full":
+            return -F.cross_entropy(self.logits(h).transpose(1, 2), targets,
+                                    reduction="none", ignore_index=Vocabulary.pad)
+        real = targets != Vocabulary.pad
+        out = h.new_zeros(targets.shape)
+        out[real] = self.out(self._features(h[real]), targets[real]).output
+        return out
+
+    def _features(self, h: torch.Tensor) -> torch.Tensor:
         h = self._drop(h)
-        return F.linear(h if self.project is None else self.project(h), self.out.weight, bias)
+        return h if self.project is None else self.project(h)
 
     def _drop(self, h: torch.Tensor) -> torch.Tensor:
         training = self.training and torch.is_grad_enabled()
