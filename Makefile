@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 RUN    ?= runs/demo
 
-.PHONY: install demo test test-all bench-baseline bench-speed bench-host bench-parts bench-soak bench-cvae bench-nets bench-m2 bench-sdgm bench-ood bench-categorical bench-vqvae bench-vaegan bench-hvae bench-hvae-500 bench-hvae-best bench-iwae bench-sentence beta-vae figures clean
+.PHONY: install demo test test-all bench-baseline bench-speed bench-host bench-parts bench-soak bench-cvae bench-nets bench-m2 bench-sdgm bench-ood bench-categorical bench-vqvae bench-vaegan bench-hvae bench-hvae-500 bench-hvae-best bench-iwae bench-sentence bench-sentence-decoders beta-vae figures clean
 
 install: $(VENV)/.installed
 
@@ -134,8 +134,15 @@ bench-iwae: install
 bench-sentence: install
 	OMP_NUM_THREADS=1 $(PY) benchmarks/sentence.py --train-size 5000 --epochs 5 --warmup-epochs 3 \
 		--dropout 0.5 --iw-samples 100 --test-size 200 --out runs/bench-sentence-ablation
-	OMP_NUM_THREADS=1 $(PY) benchmarks/sentence.py --rows lm warmup-fb --epochs 16 --warmup-epochs 4 \
+	OMP_NUM_THREADS=1 $(PY) benchmarks/sentence.py --rows lm warmup-fb --epochs 30 --warmup-epochs 4 \
 		--dropout 0.5 --weight-average swa --average-start 13 --iw-samples 500 --test-size 500
+
+bench-sentence-decoders: install
+	for variant in --tie-embeddings "--softmax adaptive"; do \
+		OMP_NUM_THREADS=1 $(PY) benchmarks/sentence.py --train-size 5000 --epochs 5 --warmup-epochs 3 \
+			--dropout 0.5 --iw-samples 100 --test-size 200 --rows lm warmup-fb $$variant \
+			--out runs/bench-sentence-ablation || exit 1; done
+	OMP_NUM_THREADS=1 $(PY) benchmarks/sentence_softmax.py --sentences 1500 --repeats 3
 
 clean:
 	rm -rf runs .pytest_cache build dist *.egg-info

@@ -438,7 +438,8 @@ def test_registered():
     assert MODELS["sentence"] is SentenceVAE
 
 
-def test_example_script(monkeypatch, capsys):
+@pytest.mark.parametrize("softmax", SOFTMAXES)
+def test_example_script(monkeypatch, capsys, softmax):
     import runpy
     import sys
     from pathlib import Path
@@ -447,7 +448,8 @@ def test_example_script(monkeypatch, capsys):
     assert script.name == "sentence_vae.py"
     monkeypatch.setattr(sys, "argv", ["sentence_vae.py", "--epochs", "1", "--train-size", "100",
                                       "--test-size", "10", "--iw-samples", "3", "--z-dim", "3",
-                                      "--embed-dim", "8", "--hidden-size", "16"])
+                                      "--embed-dim", "8", "--hidden-size", "16",
+                                      "--softmax", softmax])
     runpy.run_path(str(script), run_name="__main__")
     out = capsys.readouterr().out
     assert "NLL" in out and "homotopy" in out
