@@ -66,6 +66,7 @@ ROWS = {
 
 def config_of(name: str, args) -> TrainConfig:
     out = Path(args.out) / (f"{name}-n{args.train_size or 'all'}-d{args.dropout:g}"
+                            + (f"-h{args.hidden_size}" if args.hidden_size != 256 else "")
                             + ("-tied" if args.tie_embeddings else "")
                             + ("-adaptive" if args.softmax == "adaptive" else ""))
     warmup = {"warmup_epochs": args.warmup_epochs} if "warmup" in ROWS[name] else {}

@@ -100,7 +100,7 @@ class SentenceDecoder(nn.Module):
     ``softmax="adaptive"`` replaces the ``H x V`` softmax layer by an adaptive one (Grave
     et al. 2017, ``nn.AdaptiveLogSoftmaxWithLoss``): the ``cutoffs[0]`` most frequent
     words and one entry per cluster share a head softmax, and the rarer words of cluster
-    ``i`` a softmax behind a projection to ``H / div_value^(i+1)`` units,
+    ``i`` a softmax behind a projection to ``H / div_value^(i+1)`` units::
 
         p(w | h) = p_head(w | h)                              w in the head
         p(w | h) = p_head(cluster i | h) p_i(w | h)           w in cluster i,
