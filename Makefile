@@ -134,7 +134,7 @@ bench-iwae: install
 bench-sentence: install
 	OMP_NUM_THREADS=1 $(PY) benchmarks/sentence.py --train-size 5000 --epochs 5 --warmup-epochs 3 \
 		--dropout 0.5 --iw-samples 100 --test-size 200 --out runs/bench-sentence-ablation
-	OMP_NUM_THREADS=1 $(PY) benchmarks/sentence.py --rows lm warmup-fb --epochs 30 --warmup-epochs 4 \
+	OMP_NUM_THREADS=1 $(PY) benchmarks/sentence.py --rows lm warmup-fb --epochs 25 --warmup-epochs 4 \
 		--dropout 0.5 --weight-average swa --average-start 13 --iw-samples 500 --test-size 500
 
 bench-sentence-decoders: install
