@@ -37,8 +37,7 @@ def default_cutoffs(vocab_size: int) -> Tuple[int, ...]:
     words: the head holds the first tenth (at least 5 words), one cluster the next three
     tenths, one the rest (PTB's 10,002 words: 1000 and 4000)."""
     first = max(vocab_size // 10, 5)
-    return tuple(c for c in sorted({first, max(vocab_size * 2 // 5, first + 1)})
-                 if c < vocab_size - 1)
+    return tuple(c for c in (first, max(vocab_size * 2 // 5, first + 1)) if c < vocab_size - 1)
 
 
 def check_cutoffs(cutoffs: Sequence[int], vocab_size: int) -> Tuple[int, ...]:
