@@ -50,6 +50,7 @@ from pyro_vae.text.report import perplexities
 from pyro_vae.text.vocab import lengths
 from pyro_vae.train import prepare_data, train
 from pyro_vae.training.averaging import KINDS as AVERAGES
+from pyro_vae.training.callbacks import LR_SCHEDULES
 
 ROWS = {
     "lm": {"language_model": True},
@@ -68,12 +69,14 @@ def config_of(name: str, args) -> TrainConfig:
     out = Path(args.out) / (f"{name}-n{args.train_size or 'all'}-d{args.dropout:g}"
                             + (f"-h{args.hidden_size}" if args.hidden_size != 256 else "")
                             + ("-tied" if args.tie_embeddings else "")
-                            + ("-adaptive" if args.softmax == "adaptive" else ""))
+                            + ("-adaptive" if args.softmax == "adaptive" else "")
+                            + (f"-{args.lr_schedule}" if args.lr_schedule != "none" else ""))
     warmup = {"warmup_epochs": args.warmup_epochs} if "warmup" in ROWS[name] else {}
     return TrainConfig.for_model(
         "sentence", **ROWS[name], **warmup, data=args.data, train_size=args.train_size,
         dropout=args.dropout, tie_embeddings=args.tie_embeddings, softmax=args.softmax,
-        epochs=args.epochs, batch_size=32, clip_norm=5.0, z_dim=args.z_dim,
+        epochs=args.epochs, lr_schedule=args.lr_schedule, batch_size=32, clip_norm=5.0,
+        z_dim=args.z_dim,
         embed_dim=args.embed_dim, hidden_size=args.hidden_size,
         seed=args.seed, out=str(out), threads=args.threads,
         **({"weight_average": args.weight_average, "average_start": args.average_start}
@@ -132,6 +135,8 @@ def main(argv=None):
                    help="measure an average of the weights (default: the last weights)")
     p.add_argument("--average-start", type=int, default=0,
                    help="epochs before the weight average begins")
+    p.add_argument("--lr-schedule", choices=list(LR_SCHEDULES), default="none",
+                   help="learning-rate schedule over the run's epochs (cosine: to 0)")
     p.add_argument("--iw-samples", type=int, default=100)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)

@@ -17,7 +17,7 @@ from pyro_vae.models.sentence import trim
 from pyro_vae.text import (Vocabulary, beam_search, bucket_batches, greedy, load_text,
                            toy_sentences, word_dropout)
 from pyro_vae.text.distribution import SentenceDistribution
-from pyro_vae.text.nets import SOFTMAXES, SentenceDecoder, default_cutoffs
+from pyro_vae.text.nets import SOFTMAXES, SentenceDecoder, SentenceEncoder, default_cutoffs
 from pyro_vae.text.vocab import lengths
 
 
@@ -175,6 +175,21 @@ def test_iw_estimate_equals_the_exact_marginal_of_a_discrete_code(softmax):
     assert torch.allclose(uniform, exact, atol=0.05)
     single = iw_log_likelihood(toy_model.model, toy_model.uniform_guide, x, num_samples=1)
     assert not torch.allclose(single, exact, atol=0.05)  # the check above can fail
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_one_way_encoder_reads_each_sentence_to_its_own_end(cell):
+    # the padded read at each sentence's last token equals the packed read of the
+    # sentence alone; padding after it changes nothing
+    torch.manual_seed(0)
+    encoder = SentenceEncoder(12, 6, embed_dim=5, hidden_size=7, cell=cell)
+    x = torch.randint(4, 12, (4, 9))
+    for row, n in enumerate((9, 5, 1, 3)):
+        x[row, n - 1], x[row, n:] = Vocabulary.eos, Vocabulary.pad
+    alone = torch.cat([encoder(x[i:i + 1, :n]) for i, n in enumerate((9, 5, 1, 3))])
+    torch.testing.assert_close(encoder(x), alone)
+    longer = torch.cat([x, torch.full((4, 3), Vocabulary.pad)], 1)
+    torch.testing.assert_close(encoder(longer), alone)
 
 
 def test_decoder_dropout_acts_in_training_steps_only(toy):

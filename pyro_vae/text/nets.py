@@ -60,7 +60,10 @@ class SentenceEncoder(nn.Module):
     """``x: [B, T]`` (indices, ``<pad>`` after ``<eos>``) -> ``[B, out_dim]``.
 
     An embedding, then a GRU or LSTM (``bidirectional``: both directions) read over each
-    sentence's real tokens only (packed), its last hidden state(s) through a linear map.
+    sentence's real tokens only, its last hidden state(s) through a linear map. One
+    direction reads the padded batch and takes each sentence's output at its last token
+    (what follows cannot change it); both directions read a packed batch, so that the
+    backward one starts at each sentence's own end.
     """
 
     def __init__(self, vocab_size: int, out_dim: int, embed_dim: int = 256,
@@ -73,6 +76,10 @@ class SentenceEncoder(nn.Module):
         self.out = nn.Linear(hidden_size * (2 if bidirectional else 1), out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.rnn.bidirectional:
+            out, _ = self.rnn(self.embed(x))  # [B, T, H]
+            last = (lengths(x).clamp(min=1) - 1).view(-1, 1, 1).expand(-1, 1, out.shape[-1])
+            return self.out(out.gather(1, last).squeeze(1))
         size = lengths(x).clamp(min=1).cpu()
         packed = pack_padded_sequence(self.embed(x), size, batch_first=True,
                                       enforce_sorted=False)
