@@ -12,6 +12,7 @@ import pyro.distributions as dist
 import pyro.poutine as poutine
 from pyro.infer import TraceMeanField_ELBO
 
+from ..checks import one_of
 from ..config import TrainConfig, option
 from ..free_bits import (GROUPS as FREE_BITS_GROUPS, check_elbo as check_free_bits_elbo,
                          check_free_bits, guide_factor as free_bits_factor)
@@ -173,8 +174,7 @@ class SentenceVAE(Model):
                              f"{aggressive_steps!r}")
         if language_model and aggressive_steps:
             raise ValueError("aggressive_steps: the language model has no encoder to train")
-        if cell not in CELLS:
-            raise ValueError(f"cell: expected one of {sorted(CELLS)}, got {cell!r}")
+        one_of("cell", cell, CELLS)
         if not 0 <= word_dropout <= 1:
             raise ValueError(f"word_dropout: expected a rate in [0, 1], got {word_dropout!r}")
         check_free_bits(free_bits, free_bits_per)

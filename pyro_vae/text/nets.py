@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from ..checks import one_of
 from .vocab import Vocabulary, lengths
 
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
@@ -51,11 +52,6 @@ def check_cutoffs(cutoffs: Sequence[int], vocab_size: int) -> Tuple[int, ...]:
     return cutoffs
 
 
-def _check_cell(cell: str) -> None:
-    if cell not in CELLS:
-        raise ValueError(f"cell: expected one of {sorted(CELLS)}, got {cell!r}")
-
-
 class SentenceEncoder(nn.Module):
     """``x: [B, T]`` (indices, ``<pad>`` after ``<eos>``) -> ``[B, out_dim]``.
 
@@ -69,7 +65,7 @@ class SentenceEncoder(nn.Module):
     def __init__(self, vocab_size: int, out_dim: int, embed_dim: int = 256,
                  hidden_size: int = 256, cell: str = "gru", bidirectional: bool = False):
         super().__init__()
-        _check_cell(cell)
+        one_of("cell", cell, CELLS)
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=Vocabulary.pad)
         self.rnn = CELLS[cell](embed_dim, hidden_size, batch_first=True,
                                bidirectional=bidirectional)
@@ -123,11 +119,10 @@ class SentenceDecoder(nn.Module):
                  softmax: str = "full", cutoffs: Optional[Sequence[int]] = None,
                  div_value: float = 2.0):
         super().__init__()
-        _check_cell(cell)
+        one_of("cell", cell, CELLS)
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout: expected a rate in [0, 1), got {dropout!r}")
-        if softmax not in SOFTMAXES:
-            raise ValueError(f"softmax: expected one of {list(SOFTMAXES)}, got {softmax!r}")
+        one_of("softmax", softmax, SOFTMAXES)
         if softmax == "adaptive" and tie_embeddings:
             raise ValueError("tie_embeddings: the adaptive softmax has no V x E matrix to "
                              "tie to the embeddings; use softmax='full'")
