@@ -143,7 +143,7 @@ class SentenceVAE(Model):
     """
 
     data_kind = "text"
-    capturable = False  # sentences of changing length, packed RNNs
+    capturable = False  # sentences of changing length (a new shape per bucket)
     elbo = "TraceMeanField_ELBO"  # the closed-form KL: lower variance, exact free bits
     config_class = SentenceConfig
 
