@@ -28,6 +28,11 @@ active units, and the training time and tokens per second of an epoch.
     # each on one shared core)
     OMP_NUM_THREADS=1 python benchmarks/sentence.py --rows lm warmup-fb --epochs 16 \\
         --warmup-epochs 4 --dropout 0.5 --iw-samples 500 --test-size 200
+    # the wider decoder: GRUs of 512 units, the adaptive softmax (``--lr-schedule
+    # cosine --average-start 18``: the learning rate on a cosine to 0 instead)
+    OMP_NUM_THREADS=1 python benchmarks/sentence.py --rows lm warmup-fb --epochs 25 \\
+        --warmup-epochs 4 --dropout 0.5 --hidden-size 512 --softmax adaptive \\
+        --weight-average swa --average-start 13 --iw-samples 500 --test-size 500
     # a quick run on a subset
     OMP_NUM_THREADS=1 python benchmarks/sentence.py --train-size 2000 --test-size 300 \\
         --epochs 2 --iw-samples 20
