@@ -110,6 +110,20 @@ def test_iw_bound_is_above_the_elbo(toy):
     assert iw >= elbo
 
 
+def test_replicated_sentences_are_encoded_once(toy):
+    model = tiny(toy.vocab).eval()
+    x = toy.x_test[:6]
+    replicas = x[torch.arange(6).repeat(50)]  # how iw_log_likelihood replicates items
+    seen = []
+    model.encoder.register_forward_hook(lambda module, args, out: seen.append(len(args[0])))
+    with torch.no_grad():
+        q = model.posterior(replicas)
+        once = model.posterior(x)
+    assert sum(seen) == 2 * len(torch.unique(x, dim=0))
+    torch.testing.assert_close(q.base_dist.loc, once.base_dist.loc.repeat(50, 1))
+    torch.testing.assert_close(q.base_dist.scale, once.base_dist.scale.repeat(50, 1))
+
+
 @pytest.mark.parametrize("softmax", SOFTMAXES)
 def test_iw_estimate_is_exact_when_the_decoder_ignores_z(toy, softmax):
     """With ``language_model`` the decoder reads no z and q = p, so every weight is

@@ -206,10 +206,15 @@ class SentenceVAE(Model):
         """q(z | x): the encoder's Normal, or the prior for the language model."""
         if self.encoder is None:
             return self.prior(len(x))
-        # in row chunks: an importance-weighted evaluation encodes 10,000 replicas at once
-        params = torch.cat([self.encoder(rows) for rows in x.split(RNN_ROWS)])
-        loc, log_scale = params.chunk(2, -1)
+        loc, log_scale = self._encoder_outputs(x).chunk(2, -1)
         return dist.Normal(loc, log_scale.clamp(-10, 5).exp()).to_event(1)
+
+    def _encoder_outputs(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's outputs ``[B, 2 z_dim]`` for ``x: [B, T]``, each distinct sentence
+        encoded once (an importance-weighted evaluation passes K replicas of each), in
+        chunks of rows."""
+        distinct, index = torch.unique(x, dim=0, return_inverse=True)
+        return torch.cat([self.encoder(rows) for rows in distinct.split(RNN_ROWS)])[index]
 
     def likelihood(self, z: torch.Tensor, length: int) -> SentenceDistribution:
         """p(x | z) over sentences of ``length`` tokens (word dropout in training steps)."""
