@@ -81,8 +81,7 @@ def config_of(name: str, args) -> TrainConfig:
         "sentence", **ROWS[name], **warmup, data=args.data, train_size=args.train_size,
         dropout=args.dropout, tie_embeddings=args.tie_embeddings, softmax=args.softmax,
         epochs=args.epochs, lr_schedule=args.lr_schedule, batch_size=32, clip_norm=5.0,
-        z_dim=args.z_dim,
-        embed_dim=args.embed_dim, hidden_size=args.hidden_size,
+        z_dim=args.z_dim, embed_dim=args.embed_dim, hidden_size=args.hidden_size,
         seed=args.seed, out=str(out), threads=args.threads,
         **({"weight_average": args.weight_average, "average_start": args.average_start}
            if args.weight_average else {}))

@@ -193,8 +193,8 @@ def test_iw_estimate_equals_the_exact_marginal_of_a_discrete_code(softmax):
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_one_way_encoder_reads_each_sentence_to_its_own_end(cell):
-    # the padded read at each sentence's last token equals the packed read of the
-    # sentence alone; padding after it changes nothing
+    # the padded batch's output at each sentence's last token is the sentence's own,
+    # read alone; more padding changes nothing
     torch.manual_seed(0)
     encoder = SentenceEncoder(12, 6, embed_dim=5, hidden_size=7, cell=cell)
     x = torch.randint(4, 12, (4, 9))
