@@ -210,11 +210,14 @@ class SentenceVAE(Model):
         return dist.Normal(loc, log_scale.clamp(-10, 5).exp()).to_event(1)
 
     def _encoder_outputs(self, x: torch.Tensor) -> torch.Tensor:
-        """The encoder's outputs ``[B, 2 z_dim]`` for ``x: [B, T]``, each distinct sentence
-        encoded once (an importance-weighted evaluation passes K replicas of each), in
-        chunks of rows."""
-        distinct, index = torch.unique(x, dim=0, return_inverse=True)
-        return torch.cat([self.encoder(rows) for rows in distinct.split(RNN_ROWS)])[index]
+        """The encoder's outputs ``[B, 2 z_dim]`` for ``x: [B, T]``, in chunks of rows.
+        Without gradients each distinct sentence is encoded once (an importance-weighted
+        evaluation passes K replicas of each); a training step skips the search for
+        repeats, whose data-dependent size would wait on the device."""
+        rows, index = (x, None) if torch.is_grad_enabled() else \
+            torch.unique(x, dim=0, return_inverse=True)
+        out = torch.cat([self.encoder(chunk) for chunk in rows.split(RNN_ROWS)])
+        return out if index is None else out[index]
 
     def likelihood(self, z: torch.Tensor, length: int) -> SentenceDistribution:
         """p(x | z) over sentences of ``length`` tokens (word dropout in training steps)."""
