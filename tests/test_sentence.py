@@ -15,7 +15,8 @@ from pyro_vae.evaluate import elbo_terms, iw_log_likelihood
 from pyro_vae.models import MODELS, SentenceVAE
 from pyro_vae.models.sentence import trim
 from pyro_vae.text import (Vocabulary, beam_search, bucket_batches, greedy, load_text,
-                           toy_sentences, word_dropout)
+                           sample, toy_sentences, word_dropout)
+from pyro_vae.text.decoding import nucleus, repeated_ngrams
 from pyro_vae.text.distribution import SentenceDistribution
 from pyro_vae.text.nets import SOFTMAXES, SentenceDecoder, SentenceEncoder, default_cutoffs
 from pyro_vae.text.vocab import lengths
@@ -343,6 +344,57 @@ def test_greedy_is_deterministic_and_beam_of_one_is_greedy(toy, softmax):
     assert torch.equal(trim(beam_search(model.decoder, z, width=1, max_len=12)), trim(first))
 
 
+def test_repeated_ngrams_marks_the_words_that_would_repeat_one():
+    history = torch.tensor([[5, 6, 7, 5, 6], [4, 4, 4, 4, 4]])
+    marked = lambda n: [row.nonzero().squeeze(1).tolist() for row in repeated_ngrams(history, n, 9)]
+    assert marked(0) == [[], []]
+    assert marked(1) == [[5, 6, 7], [4]]
+    assert marked(2) == [[7], [4]]  # 7 followed the earlier "6"
+    assert marked(3) == [[7], [4]]  # 7 followed the earlier "5 6"
+    assert marked(6) == [[], []]  # no 6-gram yet
+    ended = repeated_ngrams(torch.tensor([[Vocabulary.eos, 5]]), 1, 9)
+    assert ended[0].nonzero().squeeze(1).tolist() == [5]  # a sentence can always end
+
+
+def _ngrams(row, n):
+    words = [w for w in row.tolist() if w > Vocabulary.eos]
+    return [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+
+
+def test_no_repeat_ngram_decoding_never_repeats_one(toy):
+    model = tiny(toy.vocab).eval()
+    with torch.no_grad():  # a decoder that loops: one word far above the rest at every step
+        model.decoder.out.bias[toy.vocab.encode(["the"])[0]] += 50.0
+    z = torch.randn(4, 4)
+    loops = greedy(model.decoder, z, 12)
+    assert any(len(set(_ngrams(r, 2))) < len(_ngrams(r, 2)) for r in loops)
+    torch.manual_seed(0)
+    for out in (greedy(model.decoder, z, 12, no_repeat_ngram=2),
+                sample(model.decoder, z, 12, no_repeat_ngram=2),
+                beam_search(model.decoder, z, width=3, max_len=12, no_repeat_ngram=2)):
+        for row in out:
+            assert len(set(_ngrams(row, 2))) == len(_ngrams(row, 2)) > 0
+    with pytest.raises(ValueError, match="no_repeat_ngram"):
+        greedy(model.decoder, z, 12, no_repeat_ngram=-1)
+
+
+def test_nucleus_keeps_the_fewest_words_that_reach_top_p():
+    logits = torch.tensor([0.5, 0.3, 0.15, 0.05]).log()
+    kept = lambda p: torch.isfinite(nucleus(logits, p)).nonzero().squeeze(1).tolist()
+    assert kept(0.01) == [0] and kept(0.75) == [0, 1] and kept(0.85) == [0, 1, 2]
+    assert kept(1.0) == [0, 1, 2, 3]
+    assert torch.equal(nucleus(logits, 0.75)[:2], logits[:2])
+
+
+def test_sampling_from_a_tiny_nucleus_is_greedy(toy):
+    model = tiny(toy.vocab).eval()
+    z = torch.randn(6, 4)
+    drawn = sample(model.decoder, z, 12, top_p=1e-6, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(drawn, greedy(model.decoder, z, 12))
+    with pytest.raises(ValueError, match="top_p"):
+        sample(model.decoder, z, 12, top_p=0.0)
+
+
 def test_sentences_print_as_words(toy):
     model = tiny(toy.vocab).eval()
     text = model.sentences(toy.x_test[:2])
@@ -396,7 +448,9 @@ def test_cli_evaluate_reports_text_metrics(text_run, capsys):
 
 
 @pytest.mark.parametrize("flags", [[], ["--decode", "sample", "--temperature", "0.5"],
-                                   ["--decode", "beam", "--beam-width", "3"]])
+                                   ["--decode", "beam", "--beam-width", "3"],
+                                   ["--decode", "sample", "--top-p", "0.9",
+                                    "--no-repeat-ngram", "2"]])
 def test_cli_sample_prints_sentences(text_run, flags, capsys):
     assert main(["sample", str(text_run), "--num", "3", *flags]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -1,8 +1,9 @@
 """What `sample`, `reconstruct` and `interpolate` print for a run of a text model.
 
 Sentences are printed one a line on stdout (and written to ``--out FILE.txt`` when
-given); ``--decode`` picks greedy decoding, sampling at ``--temperature`` or beam search
-of ``--beam-width`` (:mod:`pyro_vae.text.decoding`).
+given); ``--decode`` picks greedy decoding, sampling at ``--temperature`` (from the
+nucleus ``--top-p``) or beam search of ``--beam-width``, and ``--no-repeat-ngram N`` keeps
+any N-gram from occurring twice in a sentence (:mod:`pyro_vae.text.decoding`).
 """
 
 import argparse
@@ -20,14 +21,22 @@ DECODE_METHODS = ("greedy", "sample", "beam")
 
 
 def decode_arguments(p: argparse.ArgumentParser) -> None:
-    """``--decode``, ``--temperature`` and ``--beam-width`` (text models only)."""
+    """``--decode``, ``--temperature``, ``--top-p``, ``--beam-width`` and
+    ``--no-repeat-ngram`` (text models only)."""
     group = p.add_argument_group("text models")
     group.add_argument("--decode", default="greedy", choices=DECODE_METHODS,
                        help="how sentences are decoded from codes (default: greedy)")
     group.add_argument("--temperature", type=float, default=1.0,
                        help="softmax temperature of --decode sample (default: 1)")
+    group.add_argument("--top-p", type=float, default=1.0,
+                       help="--decode sample draws from the most probable words whose "
+                       "probabilities sum to at least this (nucleus sampling; default: 1, "
+                       "all words)")
     group.add_argument("--beam-width", type=int, default=5,
                        help="beams of --decode beam (default: 5)")
+    group.add_argument("--no-repeat-ngram", type=int, default=0, metavar="N",
+                       help="no N-gram occurs twice in a decoded sentence (default: 0, "
+                       "no limit)")
 
 
 def decode_options(args: argparse.Namespace) -> dict:
@@ -35,7 +44,13 @@ def decode_options(args: argparse.Namespace) -> dict:
         raise ValueError(f"temperature: expected a positive number, got {args.temperature}")
     if args.beam_width < 1:
         raise ValueError(f"beam_width: expected a positive integer, got {args.beam_width}")
-    return {"method": args.decode, "temperature": args.temperature, "width": args.beam_width}
+    if not 0 < args.top_p <= 1:
+        raise ValueError(f"top_p: expected a probability in (0, 1], got {args.top_p}")
+    if args.no_repeat_ngram < 0:
+        raise ValueError(f"no_repeat_ngram: expected a non-negative integer, got "
+                         f"{args.no_repeat_ngram}")
+    return {"method": args.decode, "temperature": args.temperature, "width": args.beam_width,
+            "top_p": args.top_p, "no_repeat_ngram": args.no_repeat_ngram}
 
 
 def is_text_run(run_dir) -> bool:

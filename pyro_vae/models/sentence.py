@@ -306,16 +306,20 @@ class SentenceVAE(Model):
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, y=None, method: str = "greedy",
-               temperature: float = 1.0, width: int = 5) -> torch.Tensor:
+               temperature: float = 1.0, width: int = 5, top_p: float = 1.0,
+               no_repeat_ngram: int = 0) -> torch.Tensor:
         """Sentences ``[B, T]`` decoded from ``z: [B, z_dim]`` by ``method``: ``greedy``,
-        ``sample`` (at ``temperature``) or ``beam`` (of ``width``)."""
+        ``sample`` (at ``temperature``, from the nucleus ``top_p``) or ``beam`` (of
+        ``width``); with ``no_repeat_ngram = n`` no n-gram occurs twice in a sentence
+        (:mod:`pyro_vae.text.decoding`)."""
         if method not in DECODERS:
             raise ValueError(f"decode: expected one of {list(DECODERS)}, got {method!r}")
         if method == "greedy":
-            return decoding.greedy(self.decoder, z, self.max_len)
+            return decoding.greedy(self.decoder, z, self.max_len, no_repeat_ngram)
         if method == "sample":
-            return decoding.sample(self.decoder, z, self.max_len, temperature)
-        return decoding.beam_search(self.decoder, z, width, self.max_len)
+            return decoding.sample(self.decoder, z, self.max_len, temperature,
+                                   top_p=top_p, no_repeat_ngram=no_repeat_ngram)
+        return decoding.beam_search(self.decoder, z, width, self.max_len, no_repeat_ngram)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, y=None, **decode) -> torch.Tensor:

@@ -3,6 +3,12 @@
 Each takes a :class:`~pyro_vae.text.nets.SentenceDecoder` and codes ``z: [B, D]`` and
 returns a padded LongTensor ``[B, T]`` (``<eos>`` then ``<pad>``), ``T <= max_len``;
 a sentence that reaches ``max_len`` tokens without ``<eos>`` is cut there.
+
+Each also takes ``no_repeat_ngram = n``: no word may complete an n-gram that the
+sentence already holds (:func:`repeated_ngrams`), the usual cure for the loops of greedy
+and beam decoding ("of the <unk> of the <unk> ..."); 0 allows any. Sampling takes
+``top_p``: draws only from the smallest set of most probable words whose mass reaches
+``top_p`` (nucleus sampling, Holtzman et al. 2020; :func:`nucleus`).
 """
 
 from typing import List, Optional
@@ -13,15 +19,53 @@ from .nets import SentenceDecoder, select_state
 from .vocab import Vocabulary, pad
 
 
+def repeated_ngrams(history: torch.Tensor, n: int, vocab_size: int) -> torch.Tensor:
+    """``[B, V]``, True at each word that would repeat an n-gram of its row of
+    ``history: [B, t]`` (the tokens so far) if it came next: the word that followed each
+    earlier occurrence of the row's last ``n - 1`` tokens. ``<eos>`` is never marked, so a
+    sentence can always end; ``n = 0`` marks nothing."""
+    banned = torch.zeros(history.shape[0], vocab_size, dtype=torch.bool, device=history.device)
+    if n < 1 or history.shape[1] < n:
+        return banned
+    grams = history.unfold(1, n, 1)  # [B, t - n + 1, n]
+    tail = history[:, history.shape[1] - n + 1:]  # [B, n - 1]
+    rows, at = (grams[..., :-1] == tail.unsqueeze(1)).all(-1).nonzero(as_tuple=True)
+    banned[rows, grams[rows, at, -1]] = True
+    banned[:, Vocabulary.eos] = False
+    return banned
+
+
+def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """``logits: [..., V]`` with ``-inf`` outside the nucleus: the fewest most probable
+    words whose probabilities sum to at least ``top_p`` (a word is kept when the mass
+    of the words ranked above it is below ``top_p``; the most probable always is)."""
+    probs, order = torch.softmax(logits, -1).sort(-1, descending=True)
+    outside = probs.cumsum(-1) - probs >= top_p
+    return logits.masked_fill(outside.scatter(-1, order, outside), float("-inf"))
+
+
+def _check(no_repeat_ngram: int) -> int:
+    if isinstance(no_repeat_ngram, bool) or int(no_repeat_ngram) != no_repeat_ngram \
+            or no_repeat_ngram < 0:
+        raise ValueError(f"no_repeat_ngram: expected a non-negative integer, got "
+                         f"{no_repeat_ngram!r}")
+    return int(no_repeat_ngram)
+
+
 @torch.no_grad()
-def _ancestral(decoder: SentenceDecoder, z: torch.Tensor, max_len: int, choose) -> torch.Tensor:
-    b = z.shape[0]
+def _ancestral(decoder: SentenceDecoder, z: torch.Tensor, max_len: int, choose,
+               no_repeat_ngram: int = 0) -> torch.Tensor:
+    b, n = z.shape[0], _check(no_repeat_ngram)
     token = torch.full((b, 1), Vocabulary.bos, dtype=torch.int64, device=z.device)
     state, out = None, []
     done = torch.zeros(b, dtype=torch.bool, device=z.device)
     for _ in range(max_len):
         logits, state = decoder(token, z, state)
-        token = choose(logits[:, -1]).unsqueeze(1)
+        logits = logits[:, -1]
+        if n and out:
+            banned = repeated_ngrams(torch.stack(out, 1), n, logits.shape[-1])
+            logits = logits.masked_fill(banned, float("-inf"))
+        token = choose(logits).unsqueeze(1)
         out.append(token.squeeze(1).masked_fill(done, Vocabulary.pad))
         done |= token.squeeze(1) == Vocabulary.eos
         if done.all():
@@ -29,25 +73,34 @@ def _ancestral(decoder: SentenceDecoder, z: torch.Tensor, max_len: int, choose) 
     return torch.stack(out, 1)
 
 
-def greedy(decoder: SentenceDecoder, z: torch.Tensor, max_len: int = 50) -> torch.Tensor:
+def greedy(decoder: SentenceDecoder, z: torch.Tensor, max_len: int = 50,
+           no_repeat_ngram: int = 0) -> torch.Tensor:
     """The most probable next token at every step (deterministic)."""
-    return _ancestral(decoder, z, max_len, lambda logits: logits.argmax(-1))
+    return _ancestral(decoder, z, max_len, lambda logits: logits.argmax(-1), no_repeat_ngram)
 
 
 def sample(decoder: SentenceDecoder, z: torch.Tensor, max_len: int = 50,
-           temperature: float = 1.0, generator: Optional[torch.Generator] = None
-           ) -> torch.Tensor:
-    """Each next token drawn from ``softmax(logits / temperature)``; ``temperature = 1``
-    draws from p(x | z) itself, lower values approach greedy decoding."""
+           temperature: float = 1.0, generator: Optional[torch.Generator] = None,
+           top_p: float = 1.0, no_repeat_ngram: int = 0) -> torch.Tensor:
+    """Each next token drawn from ``softmax(logits / temperature)``, restricted to its
+    nucleus when ``top_p < 1``; ``temperature = 1`` and ``top_p = 1`` draw from
+    p(x | z) itself, lower values of either approach greedy decoding."""
     if not temperature > 0:
         raise ValueError(f"temperature: expected a positive number, got {temperature!r}")
-    return _ancestral(decoder, z, max_len, lambda logits: torch.multinomial(
-        torch.softmax(logits / temperature, -1), 1, generator=generator).squeeze(1))
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p: expected a probability in (0, 1], got {top_p!r}")
+
+    def choose(logits):
+        logits = logits / temperature
+        if top_p < 1:
+            logits = nucleus(logits, top_p)
+        return torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(1)
+    return _ancestral(decoder, z, max_len, choose, no_repeat_ngram)
 
 
 @torch.no_grad()
 def beam_search(decoder: SentenceDecoder, z: torch.Tensor, width: int = 5,
-                max_len: int = 50) -> torch.Tensor:
+                max_len: int = 50, no_repeat_ngram: int = 0) -> torch.Tensor:
     """The sentence of highest ``log p(x | z)`` among ``width`` beams, for each code.
 
     Every step extends the live beams by every word and keeps the ``width`` best
@@ -58,11 +111,13 @@ def beam_search(decoder: SentenceDecoder, z: torch.Tensor, width: int = 5,
     """
     if isinstance(width, bool) or int(width) != width or width < 1:
         raise ValueError(f"width: expected a positive integer, got {width!r}")
-    return pad([_beam(decoder, z[i:i + 1], int(width), max_len) for i in range(len(z))]) \
+    n = _check(no_repeat_ngram)
+    return pad([_beam(decoder, z[i:i + 1], int(width), max_len, n) for i in range(len(z))]) \
         .to(z.device)
 
 
-def _beam(decoder: SentenceDecoder, z: torch.Tensor, width: int, max_len: int) -> List[int]:
+def _beam(decoder: SentenceDecoder, z: torch.Tensor, width: int, max_len: int,
+          no_repeat_ngram: int) -> List[int]:
     device = z.device
     tokens = torch.full((1, 1), Vocabulary.bos, dtype=torch.int64, device=device)
     scores = torch.zeros(1, device=device)
@@ -70,7 +125,11 @@ def _beam(decoder: SentenceDecoder, z: torch.Tensor, width: int, max_len: int) -
     for _ in range(max_len):
         zs = z.expand(len(tokens), -1)
         logits, state = decoder(tokens[:, -1:], zs, state)
-        total = (scores.unsqueeze(1) + torch.log_softmax(logits[:, -1], -1)).flatten()
+        step = torch.log_softmax(logits[:, -1], -1)
+        if no_repeat_ngram:
+            step = step.masked_fill(repeated_ngrams(tokens[:, 1:], no_repeat_ngram,
+                                                    step.shape[-1]), float("-inf"))
+        total = (scores.unsqueeze(1) + step).flatten()
         best = total.topk(min(width, len(total))).indices
         beam, word = best // logits.shape[-1], best % logits.shape[-1]
         scores = total[best]
