@@ -90,6 +90,8 @@ def config_of(name: str, args) -> TrainConfig:
 def run(name: str, args) -> Run:
     config = config_of(name, args)
     out = Path(config.out)
+    if args.checkpoint:  # an earlier epoch of a run, as it was then
+        return Run.load(out, checkpoint=args.checkpoint)
     done = Run.load(out).epoch if (out / CHECKPOINT).is_file() else 0
     if done < args.epochs:  # a shorter run of the same row goes on (exact resume)
         start = time.perf_counter()
@@ -110,7 +112,7 @@ def measure(name: str, args) -> dict:
     report = evaluation_report(result.model.model, result.model.guide, x,
                                iw_samples=iw_samples, batch_size=200)
     report.update(perplexities(report, x))
-    history = read_metrics(result.folder)
+    history = [h for h in read_metrics(result.folder) if h["epoch"] <= result.epoch]
     tokens = int(lengths(prepare_data(result.config).x_train).sum())
     epoch_s = sum(h["epoch_s"] for h in history) / len(history)
     return {"row": name, **report, "epochs": result.epoch, "epoch_s": epoch_s,
@@ -141,6 +143,9 @@ def main(argv=None):
                    help="epochs before the weight average begins")
     p.add_argument("--lr-schedule", choices=list(LR_SCHEDULES), default="none",
                    help="learning-rate schedule over the run's epochs (cosine: to 0)")
+    p.add_argument("--checkpoint", metavar="NAME",
+                   help="measure this kept checkpoint of each row's run (e.g. "
+                   "checkpoint-e19-s0.pt) instead of training it to --epochs")
     p.add_argument("--iw-samples", type=int, default=100)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)

@@ -186,9 +186,11 @@ class Run:
 
     @classmethod
     def load(cls, folder, device: Optional[str] = "cpu", best: bool = True,
-             averaged: bool = True) -> "Run":
+             averaged: bool = True, checkpoint: Optional[str] = None) -> "Run":
         """The run in ``folder`` with its best checkpoint (when early stopping kept one
         and ``best``), else its newest; the model in eval mode on ``device``.
+        ``checkpoint`` names another file of the folder instead, e.g. an older
+        ``checkpoint-e20-s0.pt`` that ``--keep-checkpoints`` kept.
 
         A run trained with a weight average holds the average
         (:mod:`pyro_vae.training.averaging`); ``averaged=False`` loads the training
@@ -201,7 +203,14 @@ class Run:
         folder = Path(folder)
         if not folder.is_dir():
             raise FileNotFoundError(f"run_dir: {folder} is not a folder")
-        path = folder / BEST if best and (folder / BEST).is_file() else folder / CHECKPOINT
+        if checkpoint is not None:
+            path = run_path(folder, checkpoint)
+            if path.suffix != ".pt" or not path.is_file():
+                kept = sorted(p.name for p in folder.glob("*.pt"))
+                raise FileNotFoundError(f"checkpoint: {checkpoint!r} is not a checkpoint of "
+                                        f"{folder}; it holds {', '.join(kept) or 'none'}")
+        else:
+            path = folder / BEST if best and (folder / BEST).is_file() else folder / CHECKPOINT
         state = load_checkpoint(path)
         saved = dict(state["config"])
         x_shape, num_classes = saved["x_shape"], saved["num_classes"]
@@ -222,5 +231,5 @@ class Run:
         return cls(folder, model, config, path, int(state.get("epoch", 0)))
 
     def describe(self) -> str:
-        kind = "best" if self.checkpoint.name == BEST else "last"
+        kind = {BEST: "best", CHECKPOINT: "last"}.get(self.checkpoint.name, "kept")
         return f"{self.folder}: {kind} checkpoint, epoch {self.epoch} ({self.checkpoint.name})"

@@ -135,3 +135,23 @@ def test_evaluate_uses_the_best_checkpoint_and_says_which(tmp_path, capsys):
     assert code == 0 and "best checkpoint" in err and json.loads(stdout)["checkpoint"] == "best.pt"
     code, stdout, err = _run(["evaluate", str(out), "--json", "--last"], capsys)
     assert "last checkpoint" in err and json.loads(stdout)["checkpoint"] == "checkpoint.pt"
+
+
+def test_evaluate_reads_an_older_kept_checkpoint(tmp_path, capsys):
+    data = tmp_path / "x.npy"
+    np.save(data, np.random.default_rng(0).integers(0, 256, (40, 6, 5), dtype=np.uint8))
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(data), "--out", str(out), "--keep-checkpoints", "3", *TINY]
+    argv[argv.index("--epochs") + 1] = "3"
+    assert _run(argv, capsys)[0] == 0
+    code, stdout, err = _run(["evaluate", str(out), "--json", "--checkpoint",
+                              "checkpoint-e1-s0.pt"], capsys)
+    first = json.loads(stdout)
+    assert code == 0 and "kept checkpoint, epoch 1" in err
+    assert first["checkpoint"] == "checkpoint-e1-s0.pt" and first["epoch"] == 1
+    last = json.loads(_run(["evaluate", str(out), "--json"], capsys)[1])
+    assert last["epoch"] == 3 and last["test_loss"] != first["test_loss"]
+    code, _, err = _run(["evaluate", str(out), "--checkpoint", "checkpoint-e9-s0.pt"], capsys)
+    assert code != 0 and "checkpoint-e2-s0.pt" in err and "Traceback" not in err
+    code, _, err = _run(["evaluate", str(out), "--checkpoint", "../x.npy"], capsys)
+    assert code != 0 and "inside the run folder" in err

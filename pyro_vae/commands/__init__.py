@@ -20,17 +20,21 @@ class Subcommand(NamedTuple):
 
 
 def run_arguments(p: argparse.ArgumentParser) -> None:
-    """``RUN_DIR``, ``--device``, ``--seed`` and ``--last``."""
+    """``RUN_DIR``, ``--device``, ``--seed``, ``--last`` and ``--checkpoint``."""
     p.add_argument("run_dir", help="a run folder written by `pyro-vae train`")
     p.add_argument("--device", default="cpu", help="auto, cpu or cuda (default: cpu)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--last", action="store_true",
                    help="use the newest checkpoint even when a best one was kept")
+    p.add_argument("--checkpoint", metavar="NAME",
+                   help="use this checkpoint file of the run folder instead, e.g. an older "
+                   "checkpoint-e20-s0.pt kept by --keep-checkpoints")
 
 
 def load_run(args: argparse.Namespace) -> runs.Run:
     """The run named by ``args.run_dir``, its model in eval mode on ``args.device``."""
-    run = runs.Run.load(args.run_dir, args.device, best=not args.last)
+    run = runs.Run.load(args.run_dir, args.device, best=not args.last,
+                        checkpoint=getattr(args, "checkpoint", None))
     print(f"using {run.describe()}", file=sys.stderr)
     return run
 
