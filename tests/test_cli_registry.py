@@ -124,13 +124,19 @@ def test_compare_prints_what_differs_and_plots(tmp_path, capsys):
     assert rows["z_dim"] == ["2", "3"] and "lr" not in rows and "test_loss" in rows
 
 
-def test_evaluate_uses_the_best_checkpoint_and_says_which(tmp_path, capsys):
+def _trained(tmp_path, capsys, images, epochs, *flags):
+    """A run of ``epochs`` epochs on ``images`` random 6 x 5 images, in tmp_path/run."""
     data = tmp_path / "x.npy"
-    np.save(data, np.random.default_rng(0).integers(0, 256, (50, 6, 5), dtype=np.uint8))
+    np.save(data, np.random.default_rng(0).integers(0, 256, (images, 6, 5), dtype=np.uint8))
     out = tmp_path / "run"
-    argv = ["train", "--data", str(data), "--out", str(out), "--val-fraction", "0.2", *TINY]
-    argv[argv.index("--epochs") + 1] = "2"
+    argv = ["train", "--data", str(data), "--out", str(out), *flags, *TINY]
+    argv[argv.index("--epochs") + 1] = str(epochs)
     assert _run(argv, capsys)[0] == 0
+    return out
+
+
+def test_evaluate_uses_the_best_checkpoint_and_says_which(tmp_path, capsys):
+    out = _trained(tmp_path, capsys, 50, 2, "--val-fraction", "0.2")
     code, stdout, err = _run(["evaluate", str(out), "--json"], capsys)
     assert code == 0 and "best checkpoint" in err and json.loads(stdout)["checkpoint"] == "best.pt"
     code, stdout, err = _run(["evaluate", str(out), "--json", "--last"], capsys)
@@ -138,12 +144,7 @@ def test_evaluate_uses_the_best_checkpoint_and_says_which(tmp_path, capsys):
 
 
 def test_evaluate_reads_an_older_kept_checkpoint(tmp_path, capsys):
-    data = tmp_path / "x.npy"
-    np.save(data, np.random.default_rng(0).integers(0, 256, (40, 6, 5), dtype=np.uint8))
-    out = tmp_path / "run"
-    argv = ["train", "--data", str(data), "--out", str(out), "--keep-checkpoints", "3", *TINY]
-    argv[argv.index("--epochs") + 1] = "3"
-    assert _run(argv, capsys)[0] == 0
+    out = _trained(tmp_path, capsys, 40, 3, "--keep-checkpoints", "3")
     code, stdout, err = _run(["evaluate", str(out), "--json", "--checkpoint",
                               "checkpoint-e1-s0.pt"], capsys)
     first = json.loads(stdout)
