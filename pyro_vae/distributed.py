@@ -3,7 +3,10 @@
 Each of ``W`` processes (ranks) holds a replica of the networks and, every epoch, its
 own shard of one shared random order of the data (``DistributedSampler`` semantics:
 the order is padded by wrapping to a multiple of ``W`` and rank ``r`` takes positions
-``r, r + W, r + 2W, ...``; the order changes every epoch like ``set_epoch``).
+``r, r + W, r + 2W, ...``; the order changes every epoch like ``set_epoch``). With a
+batching policy (the sentence VAE's buckets of similar length), every rank draws the
+epoch's batches alike and takes every ``W``-th of them (:class:`BatchShard`), so one
+step of the ``W`` ranks covers ``W`` of the policy's batches.
 
 Each rank's loss is its shard's negative ELBO times ``W``, so the average that DDP
 takes of the ranks' gradients is the gradient of the whole combined batch: the same
@@ -16,7 +19,7 @@ read by :func:`init_from_env`.
 """
 
 import os
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -69,6 +72,23 @@ def shard(order: torch.Tensor, rank: int, world: int) -> torch.Tensor:
     if pad:
         order = torch.cat([order, order[:pad]])
     return order[rank::world]
+
+
+class BatchShard(Sequence):
+    """Rank ``rank``'s batches of an epoch that a batching policy drew (every rank draws
+    the same ones from the same generator state): batches ``rank, rank + W, ...`` of the
+    list padded by wrapping to a multiple of ``W``, so every rank takes as many steps and
+    step ``i`` of the ``W`` ranks together is the policy's batches ``i W`` to ``i W + W - 1``."""
+
+    def __init__(self, batches: Sequence, rank: int, world: int):
+        self.batches = batches
+        self.positions = shard(torch.arange(len(batches)), rank, world).tolist()
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, i: int):
+        return self.batches[self.positions[i]]
 
 
 def ddp_step(

@@ -210,7 +210,7 @@ def fit(
         data, test_data, val_data = (None if d is None else tuple(t.to(device) for t in d)
                                      for d in (data, test_data, val_data))
     stepper = _make_step(model, guide, loss, optim, step, optimizer, lr, weight_decay,
-                         clip_norm, distributed, batches)
+                         clip_norm, distributed)
     extra = _extra_steps(module, torch_optimizer(optimizer, lr, weight_decay), distributed)
     if run_dir is not None and dist_rank() == 0:
         _start_run(run_dir, resume, overwrite, config or {"fit": _describe(locals())})
@@ -274,7 +274,7 @@ def _describe(arguments: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _make_step(model, guide, loss: ELBO, optim, step: Optional[str], optimizer: str, lr: float,
-               weight_decay: float, clip_norm: Optional[float], distributed: bool, batches):
+               weight_decay: float, clip_norm: Optional[float], distributed: bool):
     """The step: compiled or fused where they apply, Pyro's SVI.step otherwise, DDP when
     distributed."""
     # The fused step needs the ELBO's differentiable_loss (RenyiELBO has none) and
@@ -297,8 +297,6 @@ def _make_step(model, guide, loss: ELBO, optim, step: Optional[str], optimizer: 
     clip = clip_norm and checks.positive_number("clip_norm", clip_norm)
     make = torch_optimizer(optimizer, lr, weight_decay)
     if distributed:
-        if batches is not None:
-            raise ValueError("batches: a custom batching policy cannot be sharded over ranks")
         if step != "fused":
             raise ValueError("distributed: runs with the fused step (DDP over the ELBO's loss)")
         return ddp_step(_ddp_module(model, guide), model, guide, loss, lr=lr,

@@ -35,8 +35,12 @@ SCRIPT = textwrap.dedent('''
     x = torch.rand(96, 1, 4, 4)
     pyro.set_rng_seed(1)
     vae = VAE(x_shape=(1, 4, 4), z_dim=2, hidden=(8,), guide=PointMass(2))
+    def policy(data, generator):  # a batching policy: the random order in batch_size slices
+        order = torch.randperm(len(data[0]), generator=generator)
+        return [tuple(t[i] for t in data) for i in order.split(batch_size)]
+
     history = fit(vae.model, vae.guide, x, epochs=2, batch_size=batch_size, lr=0.01, seed=3,
-                  distributed=distributed)
+                  distributed=distributed, batches=policy if "policy" in sys.argv else None)
     if not distributed or torch.distributed.get_rank() == 0:
         torch.save({"params": vae.state_dict(), "loss": history[-1]["train_loss"]}, sys.argv[3])
     leave()  # every rank waits for the others before the group goes
@@ -49,25 +53,28 @@ def free_port():
         return s.getsockname()[1]
 
 
-def one_and_two_ranks(source: str, tmp_path):
+def one_and_two_ranks(source: str, tmp_path, *flags):
     """What ``source`` saves run as one process on batches of 16 and as two gloo ranks
-    on batches of 8 each."""
+    on batches of 8 each (``flags`` passed to both)."""
     script = tmp_path / "train.py"
     script.write_text(source)
     run = dict(capture_output=True, text=True, timeout=240)
-    single = subprocess.run([sys.executable, str(script), "one", "16", str(tmp_path / "one.pt")],
-                            **run)
+    single = subprocess.run([sys.executable, str(script), "one", "16", str(tmp_path / "one.pt"),
+                             *flags], **run)
     assert single.returncode == 0, single.stderr[-3000:]
     ddp = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
          "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-         str(script), "ddp", "8", str(tmp_path / "ddp.pt")], **run)
+         str(script), "ddp", "8", str(tmp_path / "ddp.pt"), *flags], **run)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     return torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "ddp.pt")
 
 
-def test_two_gloo_ranks_match_one_process_with_the_combined_batch(tmp_path):
-    one, two = one_and_two_ranks(SCRIPT, tmp_path)
+@pytest.mark.parametrize("flags", [(), ("policy",)], ids=["own-order", "batching-policy"])
+def test_two_gloo_ranks_match_one_process_with_the_combined_batch(tmp_path, flags):
+    # with a batching policy, rank r steps on the policy's batches r, r + 2, ...: batches
+    # 2i and 2i + 1 of 8 are the single process's batch i of 16
+    one, two = one_and_two_ranks(SCRIPT, tmp_path, *flags)
     # 2 epochs x 6 steps: each rank steps on 8 images, the single process on 16
     for name, value in one["params"].items():
         torch.testing.assert_close(two["params"][name], value, rtol=1e-4, atol=1e-5)
@@ -109,3 +116,12 @@ def test_the_vq_vae_codebook_under_two_ranks_follows_the_combined_batch(tmp_path
         torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-5)
     for name, value in one.items():
         torch.testing.assert_close(two[name], value, rtol=1e-4, atol=1e-4)
+
+
+def test_each_rank_takes_every_other_batch_of_a_policy_padded_by_wrapping():
+    from pyro_vae.distributed import BatchShard
+
+    batches = ["b0", "b1", "b2", "b3", "b4"]
+    assert list(BatchShard(batches, 0, 2)) == ["b0", "b2", "b4"]
+    assert list(BatchShard(batches, 1, 2)) == ["b1", "b3", "b0"]
+    assert list(BatchShard(batches, 0, 1)) == batches

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..distributed import all_sum, rank as dist_rank, shard, world_size
+from ..distributed import BatchShard, all_sum, rank as dist_rank, shard, world_size
 from ..interrupt import Interrupted, deferred_signals
 from ..steps import NonFiniteStep, owner
 from . import averaging
@@ -187,7 +187,7 @@ class Trainer:
         if not len(batches):
             raise ValueError(
                 f"batches: the batching policy gave no batches for epoch {at.epoch + 1}")
-        return batches
+        return BatchShard(batches, dist_rank(), world_size()) if self.distributed else batches
 
     def stop_if_asked(self) -> None:
         """After a SIGINT/SIGTERM: let callbacks save, then raise ``Interrupted``."""
