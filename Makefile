@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 RUN    ?= runs/demo
 
-.PHONY: install demo test test-all bench-baseline bench-speed bench-host bench-parts bench-soak bench-cvae bench-nets bench-m2 bench-sdgm bench-ood bench-categorical bench-vqvae bench-vaegan bench-hvae bench-hvae-500 bench-hvae-best bench-iwae bench-sentence bench-sentence-decoders beta-vae figures clean
+.PHONY: install demo test test-all bench-baseline bench-speed bench-host bench-parts bench-soak bench-cvae bench-nets bench-m2 bench-sdgm bench-ood bench-categorical bench-vqvae bench-vaegan bench-hvae bench-hvae-500 bench-hvae-best bench-iwae bench-sentence bench-sentence-decoders bench-sentence-ddp beta-vae figures clean
 
 install: $(VENV)/.installed
 
@@ -146,6 +146,9 @@ bench-sentence-decoders: install
 			--dropout 0.5 --iw-samples 100 --test-size 200 --rows lm warmup-fb $$variant \
 			--out runs/bench-sentence-ablation || exit 1; done
 	OMP_NUM_THREADS=1 $(PY) benchmarks/sentence_softmax.py --sentences 1500 --repeats 3
+
+bench-sentence-ddp: install
+	$(PY) benchmarks/sentence_ddp.py --processes 2 --train-size 3000 --epochs 2
 
 clean:
 	rm -rf runs .pytest_cache build dist *.egg-info
