@@ -50,7 +50,7 @@ from pyro_vae import TrainConfig
 from pyro_vae.checkpoint import CHECKPOINT
 from pyro_vae.evaluate import evaluation_report
 from pyro_vae.runs import Run, read_metrics
-from pyro_vae.text.nets import SOFTMAXES
+from pyro_vae.text.nets import EMBED_STD, SOFTMAXES
 from pyro_vae.text.report import perplexities
 from pyro_vae.text.vocab import lengths
 from pyro_vae.train import prepare_data, train
@@ -73,6 +73,7 @@ ROWS = {
 def config_of(name: str, args) -> TrainConfig:
     out = Path(args.out) / (f"{name}-n{args.train_size or 'all'}-d{args.dropout:g}"
                             + (f"-h{args.hidden_size}" if args.hidden_size != 256 else "")
+                            + (f"-e{args.embed_std:g}" if args.embed_std != EMBED_STD else "")
                             + ("-tied" if args.tie_embeddings else "")
                             + ("-adaptive" if args.softmax == "adaptive" else "")
                             + (f"-{args.lr_schedule}" if args.lr_schedule != "none" else ""))
@@ -81,7 +82,8 @@ def config_of(name: str, args) -> TrainConfig:
         "sentence", **ROWS[name], **warmup, data=args.data, train_size=args.train_size,
         dropout=args.dropout, tie_embeddings=args.tie_embeddings, softmax=args.softmax,
         epochs=args.epochs, lr_schedule=args.lr_schedule, batch_size=32, clip_norm=5.0,
-        z_dim=args.z_dim, embed_dim=args.embed_dim, hidden_size=args.hidden_size,
+        z_dim=args.z_dim, embed_dim=args.embed_dim, embed_std=args.embed_std,
+        hidden_size=args.hidden_size,
         seed=args.seed, out=str(out), threads=args.threads,
         **({"weight_average": args.weight_average, "average_start": args.average_start}
            if args.weight_average else {}))
@@ -130,6 +132,9 @@ def main(argv=None):
     p.add_argument("--warmup-epochs", type=float, default=3.0)
     p.add_argument("--z-dim", type=int, default=32)
     p.add_argument("--embed-dim", type=int, default=256)
+    p.add_argument("--embed-std", type=float, default=EMBED_STD,
+                   help="the embeddings' standard deviation at initialisation (torch's "
+                   "default, which the rows measured before it was an option had: 1)")
     p.add_argument("--hidden-size", type=int, default=256)
     p.add_argument("--dropout", type=float, default=0.0,
                    help="dropout on the decoder's embeddings and outputs")

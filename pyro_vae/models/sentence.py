@@ -21,7 +21,7 @@ from ..steps import NonFiniteStep, OptimizerStep
 from ..text import decoding
 from ..text.batches import bucket_batches
 from ..text.distribution import RNN_ROWS, SentenceDistribution
-from ..text.nets import CELLS, SOFTMAXES, SentenceDecoder, SentenceEncoder
+from ..text.nets import CELLS, EMBED_STD, SOFTMAXES, SentenceDecoder, SentenceEncoder
 from ..text.vocab import Vocabulary, lengths
 from ..training.callbacks import Callback
 from .base import Model, batch_size_of
@@ -43,6 +43,8 @@ class SentenceConfig(TrainConfig):
                         "training split (each run writes OUT/vocab.txt)", "data")
     z_dim: int = option(32, "latent dimension", minimum=1)
     embed_dim: int = option(256, "word embedding width", minimum=1)
+    embed_std: float = option(EMBED_STD, "standard deviation of the word embeddings at "
+                              "initialisation (torch's default: 1)", positive=True)
     hidden_size: int = option(256, "RNN units of the encoder and the decoder", minimum=1)
     cell: str = option("gru", "RNN cell: gru or lstm", choices=lambda: CELLS)
     bidirectional: bool = option(False, "the encoder reads each sentence both ways")
@@ -137,6 +139,8 @@ class SentenceVAE(Model):
     :param language_model: no code (see above).
     :param max_len: the longest sentence decoded from a code.
     :param aggressive_steps: encoder-only steps after each SVI step, 0 for none.
+    :param embed_std: the embeddings' standard deviation at initialisation
+        (:func:`~pyro_vae.text.nets.embedding`).
     :param encoder: an ``nn.Module`` ``x: [B, T] -> [B, 2 * z_dim]`` (location, log scale).
     :param decoder: a :class:`~pyro_vae.text.nets.SentenceDecoder` or a module with its
         ``vocab_size``, ``hidden``, ``score``, ``logits`` and ``forward``.
@@ -155,8 +159,8 @@ class SentenceVAE(Model):
                  cutoffs: Optional[Sequence[int]] = None, free_bits: float = 0.0,
                  free_bits_per: str = "dimension", beta: float = 1.0,
                  language_model: bool = False, max_len: int = 50, aggressive_steps: int = 0,
-                 encoder: Optional[nn.Module] = None, decoder: Optional[nn.Module] = None,
-                 name: Optional[str] = None):
+                 embed_std: float = EMBED_STD, encoder: Optional[nn.Module] = None,
+                 decoder: Optional[nn.Module] = None, name: Optional[str] = None):
         if isinstance(vocab, int) and not isinstance(vocab, bool):
             if vocab <= 4:
                 raise ValueError(f"vocab: expected more than 4 words, got {vocab}")
@@ -192,9 +196,10 @@ class SentenceVAE(Model):
                                                   cell, z_every_step,
                                                   use_z=not language_model, dropout=dropout,
                                                   tie_embeddings=tie_embeddings,
-                                                  softmax=softmax, cutoffs=cutoffs)
+                                                  softmax=softmax, cutoffs=cutoffs,
+                                                  embed_std=embed_std)
         self.encoder = None if language_model else encoder or SentenceEncoder(
-            size, 2 * self.z_dim, embed_dim, hidden_size, cell, bidirectional)
+            size, 2 * self.z_dim, embed_dim, hidden_size, cell, bidirectional, embed_std)
 
     # ------------------------------------------------------------ distributions
     def prior(self, num: int) -> dist.Distribution:

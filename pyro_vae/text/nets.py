@@ -33,6 +33,27 @@ class NextWordLinear(nn.Linear):
         return F.linear(h, self.weight, self.bias.index_fill(0, self.never, float("-inf")))
 
 
+EMBED_STD = 0.2  # see embedding()
+
+
+def embedding(vocab_size: int, embed_dim: int, std: float = EMBED_STD) -> nn.Embedding:
+    """A ``V x E`` word embedding drawn from ``N(0, std^2)``, its ``<pad>`` row 0.
+
+    ``torch.nn.Embedding`` draws from ``N(0, 1)``. Adam moves every weight by about its
+    learning rate a step whatever the weight's scale, so at 1e-3 the words a batch rarely
+    holds keep most of a unit-scale random vector for thousands of steps, noise that the
+    RNN reads as input; a smaller start lets what is learnt dominate sooner. On PTB
+    (docs/text.md, "Where the embeddings start") 0.2 and 0.3 did best of 0.01 to 1.
+    """
+    if not std > 0:
+        raise ValueError(f"embed_std: expected a positive number, got {std!r}")
+    embed = nn.Embedding(vocab_size, embed_dim, padding_idx=Vocabulary.pad)
+    with torch.no_grad():
+        embed.weight.normal_(0.0, std)
+        embed.weight[Vocabulary.pad] = 0.0
+    return embed
+
+
 def default_cutoffs(vocab_size: int) -> Tuple[int, ...]:
     """The adaptive softmax's cluster boundaries for ``vocab_size`` frequency-ranked
     words: the head holds the first tenth (at least 5 words), one cluster the next three
@@ -59,14 +80,16 @@ class SentenceEncoder(nn.Module):
     sentence's real tokens only, its last hidden state(s) through a linear map. One
     direction reads the padded batch and takes each sentence's output at its last token
     (what follows cannot change it); both directions read a packed batch, so that the
-    backward one starts at each sentence's own end.
+    backward one starts at each sentence's own end. The embedding starts at
+    ``N(0, embed_std^2)`` (:func:`embedding`).
     """
 
     def __init__(self, vocab_size: int, out_dim: int, embed_dim: int = 256,
-                 hidden_size: int = 256, cell: str = "gru", bidirectional: bool = False):
+                 hidden_size: int = 256, cell: str = "gru", bidirectional: bool = False,
+                 embed_std: float = EMBED_STD):
         super().__init__()
         one_of("cell", cell, CELLS)
-        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=Vocabulary.pad)
+        self.embed = embedding(vocab_size, embed_dim, embed_std)
         self.rnn = CELLS[cell](embed_dim, hidden_size, batch_first=True,
                                bidirectional=bidirectional)
         self.out = nn.Linear(hidden_size * (2 if bidirectional else 1), out_dim)
@@ -97,7 +120,8 @@ class SentenceDecoder(nn.Module):
     embeddings (Press & Wolf 2017; Inan et al. 2017), the logits
     ``E P h + b`` with ``E: [V, embed_dim]`` and ``P`` a linear map from the RNN's
     outputs to the embedding width when the two differ (else the identity); ``E``
-    starts at the softmax layer's scale.
+    starts at the softmax layer's scale. Untied, it starts at ``N(0, embed_std^2)``
+    (:func:`embedding`).
 
     ``softmax="adaptive"`` replaces the ``H x V`` softmax layer by an adaptive one (Grave
     et al. 2017, ``nn.AdaptiveLogSoftmaxWithLoss``): the ``cutoffs[0]`` most frequent
@@ -117,7 +141,7 @@ class SentenceDecoder(nn.Module):
                  hidden_size: int = 256, cell: str = "gru", z_every_step: bool = True,
                  use_z: bool = True, dropout: float = 0.0, tie_embeddings: bool = False,
                  softmax: str = "full", cutoffs: Optional[Sequence[int]] = None,
-                 div_value: float = 2.0):
+                 div_value: float = 2.0, embed_std: float = EMBED_STD):
         super().__init__()
         one_of("cell", cell, CELLS)
         if not 0 <= dropout < 1:
@@ -131,7 +155,7 @@ class SentenceDecoder(nn.Module):
         self.cell, self.use_z, self.dropout = cell, use_z, float(dropout)
         self.z_every_step = z_every_step and use_z
         self.hidden_size, self.vocab_size, self.softmax = hidden_size, vocab_size, softmax
-        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=Vocabulary.pad)
+        self.embed = embedding(vocab_size, embed_dim, embed_std)
         inputs = embed_dim + (z_dim if self.z_every_step else 0)
         self.rnn = CELLS[cell](inputs, hidden_size, batch_first=True)
         self.init = nn.Linear(z_dim, hidden_size * (2 if cell == "lstm" else 1)) if use_z \
