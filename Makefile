@@ -132,9 +132,9 @@ bench-iwae: install
 # sentences for 5 epochs (about 80 min on one shared core), then the language model and the
 # best row on all 42,068 for 16 epochs (about 2 h each on one core; run them side by side)
 bench-sentence: install
-	OMP_NUM_THREADS=1 $(PY) benchmarks/sentence.py --train-size 5000 --epochs 5 --warmup-epochs 3 \
+	OMP_NUM_THREADS=1 $(PY) benchmarks/sentence.py --embed-std 1 --train-size 5000 --epochs 5 --warmup-epochs 3 \
 		--dropout 0.5 --iw-samples 100 --test-size 200 --out runs/bench-sentence-ablation
-	OMP_NUM_THREADS=1 $(PY) benchmarks/sentence.py --rows lm warmup-fb --epochs 25 --warmup-epochs 4 \
+	OMP_NUM_THREADS=1 $(PY) benchmarks/sentence.py --embed-std 1 --rows lm warmup-fb --epochs 25 --warmup-epochs 4 \
 		--dropout 0.5 --weight-average swa --average-start 13 --iw-samples 500 --test-size 500
 	OMP_NUM_THREADS=1 $(PY) benchmarks/sentence.py --rows lm warmup-fb --epochs 25 --warmup-epochs 4 \
 		--dropout 0.5 --hidden-size 512 --softmax adaptive --weight-average swa --average-start 13 \
@@ -142,7 +142,7 @@ bench-sentence: install
 
 bench-sentence-decoders: install
 	for variant in --tie-embeddings "--softmax adaptive"; do \
-		OMP_NUM_THREADS=1 $(PY) benchmarks/sentence.py --train-size 5000 --epochs 5 --warmup-epochs 3 \
+		OMP_NUM_THREADS=1 $(PY) benchmarks/sentence.py --embed-std 1 --train-size 5000 --epochs 5 --warmup-epochs 3 \
 			--dropout 0.5 --iw-samples 100 --test-size 200 --rows lm warmup-fb $$variant \
 			--out runs/bench-sentence-ablation || exit 1; done
 	OMP_NUM_THREADS=1 $(PY) benchmarks/sentence_softmax.py --sentences 1500 --repeats 3
