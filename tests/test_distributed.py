@@ -8,7 +8,21 @@ import textwrap
 import pytest
 import torch
 
-SCRIPT = textwrap.dedent('''
+# Each script ends in finish(): once every rank has left the group and rank 0 has saved,
+# the process exits without the interpreter's finalisers, where a C++ thread still alive
+# (gloo's, the store's) aborts a process ("terminate called without an active exception",
+# seen once on a loaded two-core machine); what these tests check is what the ranks
+# computed, which is on disk by then.
+FINISH = textwrap.dedent('''
+    import os as _os, sys as _sys
+
+    def finish():
+        _sys.stdout.flush()
+        _sys.stderr.flush()
+        _os._exit(0)
+''')
+
+SCRIPT = FINISH + textwrap.dedent('''
     import sys
     import pyro, pyro.distributions as dist, torch
     import torch.distributed
@@ -44,6 +58,7 @@ SCRIPT = textwrap.dedent('''
     if not distributed or torch.distributed.get_rank() == 0:
         torch.save({"params": vae.state_dict(), "loss": history[-1]["train_loss"]}, sys.argv[3])
     leave()  # every rank waits for the others before the group goes
+    finish()
 ''')
 
 
@@ -82,7 +97,7 @@ def test_two_gloo_ranks_match_one_process_with_the_combined_batch(tmp_path, flag
     assert abs(one["loss"] - two["loss"]) < 1e-3 * abs(one["loss"])
 
 
-VQ_SCRIPT = textwrap.dedent('''
+VQ_SCRIPT = FINISH + textwrap.dedent('''
     import sys
     import pyro, torch
     import torch.distributed
@@ -104,6 +119,7 @@ VQ_SCRIPT = textwrap.dedent('''
     if not distributed or torch.distributed.get_rank() == 0:
         torch.save(vq.state_dict(), sys.argv[3])
     leave()
+    finish()
 ''')
 
 
