@@ -138,7 +138,7 @@ bench-sentence: install
 		--dropout 0.5 --weight-average swa --average-start 13 --iw-samples 500 --test-size 500
 	OMP_NUM_THREADS=1 $(PY) benchmarks/sentence.py --rows lm warmup-fb --epochs 25 --warmup-epochs 4 \
 		--dropout 0.5 --hidden-size 512 --softmax adaptive --weight-average swa --average-start 13 \
-		--iw-samples 500 --test-size 500
+		--iw-samples 500
 
 bench-sentence-decoders: install
 	for variant in --tie-embeddings "--softmax adaptive"; do \
