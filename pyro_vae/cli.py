@@ -254,7 +254,7 @@ def _sample(args: argparse.Namespace) -> int:
     if args.num < 1:
         raise ValueError(f"num: expected a positive integer, got {args.num}")
     if text.is_text_run(args.run_dir):
-        return text.sample(load_run(args), args)
+        return text.sample(args)
     if not args.out:
         raise ValueError("out: required for images: FILE.png or FILE.npy")
     out = Path(args.out)
@@ -290,9 +290,9 @@ def _reconstruct_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
+    if text.is_text_run(args.run_dir):
+        return text.reconstruct(args)
     run = load_run(args)
-    if run.model.data_kind == "text":
-        return text.reconstruct(run, args)
     x, y = test_data(run, args)
     model = run.model
     x_hat = model.reconstruct(x, y if model.uses_labels else None)

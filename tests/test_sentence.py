@@ -534,6 +534,36 @@ def test_bad_input_is_one_line_exit_2(args, match, tmp_path, capsys):
     assert len(err.splitlines()) == 1 and match in err
 
 
+@pytest.mark.parametrize("command, flags, match", [
+    ("sample", ["--decode", "sample", "--temperature", "0"], "temperature: expected a positive"),
+    ("sample", ["--decode", "beam", "--beam-width", "0"], "width: expected a positive integer"),
+    ("reconstruct", ["--decode", "sample", "--top-p", "1.5"], "top_p: expected a probability"),
+    ("reconstruct", ["--no-repeat-ngram", "-1"], "no_repeat_ngram: expected a non-negative"),
+])
+def test_bad_decoding_flags_are_named_before_the_run_is_read(text_run, command, flags, match,
+                                                             capsys):
+    assert main([command, str(text_run), "--num", "2", *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and match in err
+
+
+def test_decoding_options_are_checked_once_for_every_decoder(toy):
+    from pyro_vae.text.decoding import check_options
+
+    check_options(temperature=0.5, width=3, top_p=0.9, no_repeat_ngram=2)
+    for bad, match in [({"temperature": -1.0}, "temperature"), ({"width": 2.5}, "width"),
+                       ({"width": True}, "width"), ({"top_p": 0.0}, "top_p"),
+                       ({"no_repeat_ngram": 1.5}, "no_repeat_ngram")]:
+        with pytest.raises(ValueError, match=match):
+            check_options(**bad)
+    model = tiny(toy.vocab).eval()
+    z = torch.randn(2, 4)
+    with pytest.raises(ValueError, match="width"):
+        beam_search(model.decoder, z, width=0)
+    with pytest.raises(ValueError, match="temperature"):
+        sample(model.decoder, z, 12, temperature=0.0)
+
+
 def test_registered():
     assert MODELS["sentence"] is SentenceVAE
 

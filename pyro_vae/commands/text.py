@@ -14,6 +14,7 @@ from typing import List
 import torch
 
 from .. import explore, runs
+from ..text import decoding
 from ..models import model_class
 from . import Subcommand, load_run, test_data
 
@@ -40,17 +41,12 @@ def decode_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def decode_options(args: argparse.Namespace) -> dict:
-    if not args.temperature > 0:
-        raise ValueError(f"temperature: expected a positive number, got {args.temperature}")
-    if args.beam_width < 1:
-        raise ValueError(f"beam_width: expected a positive integer, got {args.beam_width}")
-    if not 0 < args.top_p <= 1:
-        raise ValueError(f"top_p: expected a probability in (0, 1], got {args.top_p}")
-    if args.no_repeat_ngram < 0:
-        raise ValueError(f"no_repeat_ngram: expected a non-negative integer, got "
-                         f"{args.no_repeat_ngram}")
-    return {"method": args.decode, "temperature": args.temperature, "width": args.beam_width,
-            "top_p": args.top_p, "no_repeat_ngram": args.no_repeat_ngram}
+    """The decoding flags as :meth:`SentenceVAE.decode`'s keywords, checked before any
+    run is loaded."""
+    options = {"temperature": args.temperature, "width": args.beam_width,
+               "top_p": args.top_p, "no_repeat_ngram": args.no_repeat_ngram}
+    decoding.check_options(**options)
+    return {"method": args.decode, **options}
 
 
 def is_text_run(run_dir) -> bool:
@@ -75,17 +71,19 @@ def _emit(lines: List[str], out) -> None:
         print(f"wrote {path}", file=sys.stderr)
 
 
-def sample(run: runs.Run, args: argparse.Namespace) -> int:
+def sample(args: argparse.Namespace) -> int:
     """Sentences decoded from ``--num`` prior draws."""
     options = decode_options(args)
+    run = load_run(args)
     torch.manual_seed(args.seed)
     _emit(run.model.sentences(run.model.generate(args.num, **options)), args.out)
     return 0
 
 
-def reconstruct(run: runs.Run, args: argparse.Namespace) -> int:
+def reconstruct(args: argparse.Namespace) -> int:
     """The first ``--num`` test sentences, each followed by its decode (``>``)."""
     options = decode_options(args)
+    run = load_run(args)
     x, _ = test_data(run, args)
     torch.manual_seed(args.seed)
     model = run.model

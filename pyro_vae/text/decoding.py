@@ -44,18 +44,31 @@ def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return logits.masked_fill(outside.scatter(-1, order, outside), float("-inf"))
 
 
-def _check(no_repeat_ngram: int) -> int:
-    if isinstance(no_repeat_ngram, bool) or int(no_repeat_ngram) != no_repeat_ngram \
-            or no_repeat_ngram < 0:
+def _is_int(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and int(value) == value
+
+
+def check_options(temperature: float = 1.0, width: int = 1, top_p: float = 1.0,
+                  no_repeat_ngram: int = 0) -> None:
+    """Raise ``ValueError`` naming the first bad decoding option: ``temperature > 0``,
+    ``width`` a positive integer, ``top_p`` in (0, 1], ``no_repeat_ngram`` a
+    non-negative integer. The decoders call it; so does the CLI, before it loads a run."""
+    if not temperature > 0:
+        raise ValueError(f"temperature: expected a positive number, got {temperature!r}")
+    if not _is_int(width) or width < 1:
+        raise ValueError(f"width: expected a positive integer, got {width!r}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p: expected a probability in (0, 1], got {top_p!r}")
+    if not _is_int(no_repeat_ngram) or no_repeat_ngram < 0:
         raise ValueError(f"no_repeat_ngram: expected a non-negative integer, got "
                          f"{no_repeat_ngram!r}")
-    return int(no_repeat_ngram)
 
 
 @torch.no_grad()
 def _ancestral(decoder: SentenceDecoder, z: torch.Tensor, max_len: int, choose,
                no_repeat_ngram: int = 0) -> torch.Tensor:
-    b, n = z.shape[0], _check(no_repeat_ngram)
+    check_options(no_repeat_ngram=no_repeat_ngram)
+    b, n = z.shape[0], int(no_repeat_ngram)
     token = torch.full((b, 1), Vocabulary.bos, dtype=torch.int64, device=z.device)
     state, out = None, []
     done = torch.zeros(b, dtype=torch.bool, device=z.device)
@@ -85,10 +98,7 @@ def sample(decoder: SentenceDecoder, z: torch.Tensor, max_len: int = 50,
     """Each next token drawn from ``softmax(logits / temperature)``, restricted to its
     nucleus when ``top_p < 1``; ``temperature = 1`` and ``top_p = 1`` draw from
     p(x | z) itself, lower values of either approach greedy decoding."""
-    if not temperature > 0:
-        raise ValueError(f"temperature: expected a positive number, got {temperature!r}")
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p: expected a probability in (0, 1], got {top_p!r}")
+    check_options(temperature=temperature, top_p=top_p)
 
     def choose(logits):
         logits = logits / temperature
@@ -109,11 +119,9 @@ def beam_search(decoder: SentenceDecoder, z: torch.Tensor, width: int = 5,
     one (by total log-probability, unnormalised) is returned, else the best live one.
     Width 1 is greedy decoding.
     """
-    if isinstance(width, bool) or int(width) != width or width < 1:
-        raise ValueError(f"width: expected a positive integer, got {width!r}")
-    n = _check(no_repeat_ngram)
-    return pad([_beam(decoder, z[i:i + 1], int(width), max_len, n) for i in range(len(z))]) \
-        .to(z.device)
+    check_options(width=width, no_repeat_ngram=no_repeat_ngram)
+    return pad([_beam(decoder, z[i:i + 1], int(width), max_len, int(no_repeat_ngram))
+                for i in range(len(z))]).to(z.device)
 
 
 def _beam(decoder: SentenceDecoder, z: torch.Tensor, width: int, max_len: int,
