@@ -552,7 +552,8 @@ def test_decoding_options_are_checked_once_for_every_decoder(toy):
 
     check_options(temperature=0.5, width=3, top_p=0.9, no_repeat_ngram=2)
     for bad, match in [({"temperature": -1.0}, "temperature"), ({"width": 2.5}, "width"),
-                       ({"width": True}, "width"), ({"top_p": 0.0}, "top_p"),
+                       ({"width": True}, "width"), ({"width": float("nan")}, "width"),
+                       ({"top_p": 0.0}, "top_p"), ({"top_p": float("nan")}, "top_p"),
                        ({"no_repeat_ngram": 1.5}, "no_repeat_ngram")]:
         with pytest.raises(ValueError, match=match):
             check_options(**bad)

@@ -14,8 +14,8 @@ from typing import List
 import torch
 
 from .. import explore, runs
-from ..text import decoding
 from ..models import model_class
+from ..text import decoding
 from . import Subcommand, load_run, test_data
 
 DECODE_METHODS = ("greedy", "sample", "beam")

@@ -11,6 +11,7 @@ and beam decoding ("of the <unk> of the <unk> ..."); 0 allows any. Sampling take
 ``top_p`` (nucleus sampling, Holtzman et al. 2020; :func:`nucleus`).
 """
 
+import numbers
 from typing import List, Optional
 
 import torch
@@ -45,7 +46,8 @@ def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
 
 
 def _is_int(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and int(value) == value
+    return not isinstance(value, bool) and isinstance(value, numbers.Real) \
+        and float(value).is_integer()
 
 
 def check_options(temperature: float = 1.0, width: int = 1, top_p: float = 1.0,
