@@ -2,9 +2,10 @@
 
 A recurrent network's steps are small matrix products, one word position after another,
 which a CPU's threads may share poorly; processes that each take their own batch (DDP
-over gloo, ``torchrun``) may or may not use the cores better. This trains the same network (the wider
-decoder of docs/text.md: GRUs of 512 units, the adaptive softmax, ``warmup-fb``'s free
-bits and warm-up) for ``--epochs`` epochs on a seeded ``--train-size`` PTB sentences, as
+over gloo, ``torchrun``) may or may not use the cores better. This trains the same
+network (the wider decoder of docs/text.md: GRUs of 512 units, the adaptive softmax,
+``warmup-fb``'s free bits and warm-up) for ``--epochs`` epochs on a seeded
+``--train-size`` PTB sentences, as
 
 =============  ==============================================================
 ``threads``    one process with ``W`` threads, batches of 32 (the recipe)

@@ -15,17 +15,16 @@ import torch
 
 from .. import explore, runs
 from ..models import model_class
+from ..models.sentence import DECODERS
 from ..text import decoding
 from . import Subcommand, load_run, test_data
-
-DECODE_METHODS = ("greedy", "sample", "beam")
 
 
 def decode_arguments(p: argparse.ArgumentParser) -> None:
     """``--decode``, ``--temperature``, ``--top-p``, ``--beam-width`` and
     ``--no-repeat-ngram`` (text models only)."""
     group = p.add_argument_group("text models")
-    group.add_argument("--decode", default="greedy", choices=DECODE_METHODS,
+    group.add_argument("--decode", default="greedy", choices=DECODERS,
                        help="how sentences are decoded from codes (default: greedy)")
     group.add_argument("--temperature", type=float, default=1.0,
                        help="softmax temperature of --decode sample (default: 1)")
